@@ -14,9 +14,9 @@ import {
   datatypeOfOrtType,
   describeBadElement,
   type FillTarget,
+  fillRun,
   float16BitsToNumber,
   floatToJson,
-  fillRun,
   HI,
   LO,
 } from './datatypes.ts';
@@ -51,37 +51,44 @@ function fail(message: string): never {
   throw new InferenceRequestError(message);
 }
 const fmtShape = (shape: readonly number[]): string => `[${shape.join(',')}]`;
+const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 /**
  * Decodes one request input into an onnxruntime tensor after checking it against the model's spec: datatype,
  * rank, fixed dimensions (-1 accepts any size), element count and limit, nested structure and every element.
- * `budget` is how many elements the request may still use (for a limit over several inputs).
+ * `used` is how many elements earlier inputs of the same request hold (the limit covers all of them).
  * Throws InferenceRequestError naming the input and the problem.
  */
 export function decodeInput(
   tensor: TensorJson,
   spec: TensorSpec,
   limits: DecodeLimits = {},
-  budget = limits.maxElements ?? DEFAULT_MAX_ELEMENTS,
+  used = 0,
 ): ort.Tensor {
   const where = `input ${JSON.stringify(tensor.name)}`;
   const info = checkHeader(tensor, spec, where);
-  const total = countElements(tensor.shape, spec.shape, where, limits.allowEmpty === true, budget);
+  const total = countElements(tensor.shape, spec.shape, where, limits, used);
   const data = allocateData(spec.datatype, total);
-  const words = data instanceof BigInt64Array || data instanceof BigUint64Array ? new Uint32Array(data.buffer) : undefined;
+  const words =
+    data instanceof BigInt64Array || data instanceof BigUint64Array
+      ? new Uint32Array(data.buffer)
+      : undefined;
   fillData(tensor, total, { data, words, info }, where);
   return new ort.Tensor(info.ortType as ort.Tensor.Type, data, tensor.shape.slice());
 }
 
 function checkHeader(tensor: TensorJson, spec: TensorSpec, where: string): DatatypeInfo {
   if (tensor.parameters && 'binary_data_size' in tensor.parameters) {
-    fail(`${where}: binary tensor data (parameters.binary_data_size) is not supported; send the data as JSON`);
+    fail(
+      `${where}: binary tensor data (parameters.binary_data_size) is not supported; send the data as JSON`,
+    );
   }
   if (tensor.datatype !== spec.datatype) {
     fail(`${where}: datatype ${tensor.datatype} does not match the model's ${spec.datatype}`);
   }
   const info = DATATYPE_INFO[spec.datatype];
-  if (info.ortType === undefined) fail(`${where}: datatype ${spec.datatype} is not supported by onnxruntime-node`);
+  if (info.ortType === undefined)
+    fail(`${where}: datatype ${spec.datatype} is not supported by onnxruntime-node`);
   return info;
 }
 
@@ -90,27 +97,39 @@ function countElements(
   shape: readonly number[],
   specShape: readonly number[],
   where: string,
-  allowEmpty: boolean,
-  budget: number,
+  limits: DecodeLimits,
+  used: number,
 ): number {
   for (const [i, d] of shape.entries()) {
-    if (!Number.isSafeInteger(d) || d < 0) fail(`${where}: shape ${fmtShape(shape)}: dimension ${i} (${d}) is not a non-negative integer`);
+    if (!Number.isSafeInteger(d) || d < 0)
+      fail(
+        `${where}: shape ${fmtShape(shape)}: dimension ${i} is ${d}; dimensions are non-negative integers`,
+      );
   }
   if (shape.length !== specShape.length) {
-    fail(`${where}: shape ${fmtShape(shape)} has rank ${shape.length} but the model expects rank ${specShape.length} ${fmtShape(specShape)}`);
+    fail(
+      `${where}: shape ${fmtShape(shape)} has rank ${shape.length} but the model expects rank ${specShape.length} ${fmtShape(specShape)}`,
+    );
   }
   let total = 1;
   for (const [i, d] of shape.entries()) {
     const want = specShape[i] as number;
     if (want >= 0 && d !== want) {
-      fail(`${where}: shape ${fmtShape(shape)}: dimension ${i} is ${d} but the model expects ${want} ${fmtShape(specShape)}`);
+      fail(
+        `${where}: shape ${fmtShape(shape)}: dimension ${i} is ${d} but the model expects ${want} ${fmtShape(specShape)}`,
+      );
     }
-    if (d === 0 && !allowEmpty) fail(`${where}: shape ${fmtShape(shape)} describes an empty tensor (dimension ${i} is 0)`);
+    if (d === 0 && limits.allowEmpty !== true)
+      fail(`${where}: shape ${fmtShape(shape)} describes an empty tensor (dimension ${i} is 0)`);
     total *= d;
   }
-  // A zero dimension makes the product 0 however large the others: compare with the budget only when non-empty.
-  if (total > budget) {
-    fail(`${where}: shape ${fmtShape(shape)} has ${total} elements, more than the ${budget} this request may still use`);
+  // A zero dimension makes the product 0 however large the others: compare with the limit only when non-empty.
+  const max = limits.maxElements ?? DEFAULT_MAX_ELEMENTS;
+  if (used + total > max) {
+    const sum = used > 0 ? `, which brings the request to ${used + total},` : ',';
+    fail(
+      `${where}: shape ${fmtShape(shape)} has ${plural(total, 'element')}${sum} more than the limit of ${max}`,
+    );
   }
   return total;
 }
@@ -125,14 +144,16 @@ function fillData(tensor: TensorJson, total: number, target: FillTarget, where: 
   const rank = shape.length;
   if (rank <= 1 || !Array.isArray(data[0])) {
     if (data.length !== total) {
-      fail(`${where}: shape ${fmtShape(shape)} has ${total} elements but data has ${data.length}`);
+      fail(`${where}: shape ${fmtShape(shape)} has ${plural(total, 'element')} but data has ${data.length}`);
     }
     const bad = fillRun(target, data, 0);
     if (bad >= 0) fail(`${where}: data[${bad}] ${describeBadElement(data[bad], target.info)}`);
     return;
   }
   if (data.length !== shape[0]) {
-    fail(`${where}: nested data has ${data.length} rows but dimension 0 of shape ${fmtShape(shape)} is ${shape[0]}`);
+    fail(
+      `${where}: nested data has ${plural(data.length, 'row')} but dimension 0 of shape ${fmtShape(shape)} is ${shape[0]}`,
+    );
   }
   const arrays: (readonly unknown[])[] = new Array(rank);
   const next: number[] = new Array(rank).fill(0);
@@ -162,9 +183,13 @@ function fillData(tensor: TensorJson, total: number, target: FillTarget, where: 
     const child = arr[p];
     const want = shape[level + 1] as number;
     if (!Array.isArray(child)) {
-      fail(`${where}: ${path(level + 1)} should be an array of ${want} (shape ${fmtShape(shape)} nests ${rank} levels)`);
+      fail(
+        `${where}: ${path(level + 1)} should be an array of ${want} (shape ${fmtShape(shape)} nests ${rank} levels)`,
+      );
     } else if (child.length !== want) {
-      fail(`${where}: ${path(level + 1)} has ${child.length} elements but dimension ${level + 1} of shape ${fmtShape(shape)} is ${want}`);
+      fail(
+        `${where}: ${path(level + 1)} has ${plural(child.length, 'element')} but dimension ${level + 1} of shape ${fmtShape(shape)} is ${want}`,
+      );
     }
     arrays[level + 1] = child as readonly unknown[];
     next[level + 1] = 0;
@@ -176,9 +201,16 @@ function fillData(tensor: TensorJson, total: number, target: FillTarget, where: 
 export function encodeOutput(name: string, tensor: ort.Tensor): ResponseTensor {
   const datatype = datatypeOfOrtType(tensor.type);
   if (datatype === undefined) {
-    throw new MaapError(`output ${JSON.stringify(name)}: onnxruntime type ${tensor.type} has no Open Inference Protocol datatype`);
+    throw new MaapError(
+      `output ${JSON.stringify(name)}: onnxruntime type ${tensor.type} has no Open Inference Protocol datatype`,
+    );
   }
-  return { name, datatype, shape: Array.from(tensor.dims), data: encodeData(DATATYPE_INFO[datatype], tensor.data) };
+  return {
+    name,
+    datatype,
+    shape: Array.from(tensor.dims),
+    data: encodeData(DATATYPE_INFO[datatype], tensor.data),
+  };
 }
 
 function encodeData(info: DatatypeInfo, src: ort.Tensor.DataType): (number | string | boolean)[] {

@@ -22,43 +22,65 @@ import type * as ort from 'onnxruntime-node';
 import type { Datatype } from '../package/manifest.ts';
 
 /** How the codec reads and writes elements of a datatype. */
-export type ElementKind = 'bool' | 'int' | 'int64' | 'uint64' | 'fp16' | 'fp32' | 'fp64' | 'bytes' | 'unsupported';
+export type ElementKind =
+  | 'bool'
+  | 'int'
+  | 'int64'
+  | 'uint64'
+  | 'fp16'
+  | 'fp32'
+  | 'fp64'
+  | 'bytes'
+  | 'unsupported';
+type NumericData = Exclude<ort.Tensor.DataType, string[]>;
 
 export interface DatatypeInfo {
   readonly datatype: Datatype;
   /** The onnxruntime-node tensor type, or undefined when onnxruntime-node cannot carry the type (BF16). */
   readonly ortType: ort.Tensor.Type | undefined;
+  /** The typed array backing such a tensor; undefined for BYTES (a string[]) and BF16. */
+  readonly array: (new (n: number) => NumericData) | undefined;
   readonly kind: ElementKind;
   /** Inclusive range of the integer types up to 32 bits (64-bit ranges: INT64_MIN..UINT64_MAX below). */
   readonly min: number;
   readonly max: number;
-  /** Whether NaN and ±Infinity are values of the type. */
+  /** Whether NaN and ±Infinity are values of the type (FP16/FP32/FP64). */
   readonly nonFinite: boolean;
 }
 
-const info = (
+function info(
   datatype: Datatype,
   ortType: ort.Tensor.Type | undefined,
+  array: DatatypeInfo['array'],
   kind: ElementKind,
-  min = 0,
-  max = 0,
-): DatatypeInfo => ({ datatype, ortType, kind, min, max, nonFinite: kind === 'fp16' || kind === 'fp32' || kind === 'fp64' });
+  [min, max] = [0, 0],
+): DatatypeInfo {
+  return {
+    datatype,
+    ortType,
+    array,
+    kind,
+    min,
+    max,
+    nonFinite: kind === 'fp16' || kind === 'fp32' || kind === 'fp64',
+  };
+}
 
 export const DATATYPE_INFO: Readonly<Record<Datatype, DatatypeInfo>> = {
-  BOOL: info('BOOL', 'bool', 'bool'),
-  UINT8: info('UINT8', 'uint8', 'int', 0, 255),
-  UINT16: info('UINT16', 'uint16', 'int', 0, 65535),
-  UINT32: info('UINT32', 'uint32', 'int', 0, 4294967295),
-  UINT64: info('UINT64', 'uint64', 'uint64'),
-  INT8: info('INT8', 'int8', 'int', -128, 127),
-  INT16: info('INT16', 'int16', 'int', -32768, 32767),
-  INT32: info('INT32', 'int32', 'int', -2147483648, 2147483647),
-  INT64: info('INT64', 'int64', 'int64'),
-  FP16: info('FP16', 'float16', 'fp16'),
-  BF16: info('BF16', undefined, 'unsupported'),
-  FP32: info('FP32', 'float32', 'fp32'),
-  FP64: info('FP64', 'float64', 'fp64'),
-  BYTES: info('BYTES', 'string', 'bytes'),
+  BOOL: info('BOOL', 'bool', Uint8Array, 'bool'),
+  UINT8: info('UINT8', 'uint8', Uint8Array, 'int', [0, 255]),
+  UINT16: info('UINT16', 'uint16', Uint16Array, 'int', [0, 65535]),
+  UINT32: info('UINT32', 'uint32', Uint32Array, 'int', [0, 4294967295]),
+  UINT64: info('UINT64', 'uint64', BigUint64Array, 'uint64'),
+  INT8: info('INT8', 'int8', Int8Array, 'int', [-128, 127]),
+  INT16: info('INT16', 'int16', Int16Array, 'int', [-32768, 32767]),
+  INT32: info('INT32', 'int32', Int32Array, 'int', [-2147483648, 2147483647]),
+  INT64: info('INT64', 'int64', BigInt64Array, 'int64'),
+  FP16: info('FP16', 'float16', Uint16Array, 'fp16'), // IEEE binary16 bits
+  BF16: info('BF16', undefined, undefined, 'unsupported'),
+  FP32: info('FP32', 'float32', Float32Array, 'fp32'),
+  FP64: info('FP64', 'float64', Float64Array, 'fp64'),
+  BYTES: info('BYTES', 'string', undefined, 'bytes'),
 };
 
 export const INT64_MIN = -(2n ** 63n);
@@ -80,34 +102,10 @@ export function isSupportedDatatype(datatype: Datatype): boolean {
 
 /** The typed array (or string array) that backs an onnxruntime tensor of this datatype with n elements. */
 export function allocateData(datatype: Datatype, n: number): ort.Tensor.DataType {
-  switch (DATATYPE_INFO[datatype].ortType) {
-    case 'bool':
-    case 'uint8':
-      return new Uint8Array(n);
-    case 'uint16':
-    case 'float16':
-      return new Uint16Array(n);
-    case 'uint32':
-      return new Uint32Array(n);
-    case 'uint64':
-      return new BigUint64Array(n);
-    case 'int8':
-      return new Int8Array(n);
-    case 'int16':
-      return new Int16Array(n);
-    case 'int32':
-      return new Int32Array(n);
-    case 'int64':
-      return new BigInt64Array(n);
-    case 'float32':
-      return new Float32Array(n);
-    case 'float64':
-      return new Float64Array(n);
-    case 'string':
-      return new Array<string>(n).fill('');
-    default:
-      throw new RangeError(`datatype ${datatype} has no onnxruntime-node tensor type`);
-  }
+  const { array, kind } = DATATYPE_INFO[datatype];
+  if (array) return new array(n);
+  if (kind === 'bytes') return new Array<string>(n).fill('');
+  throw new RangeError(`datatype ${datatype} has no onnxruntime-node tensor type`);
 }
 
 /** The number a non-finite float token stands for, or undefined when the string is not one of them. */
@@ -121,7 +119,7 @@ export function parseNonFinite(s: string): number | undefined {
 /** The JSON form of a float element: the number itself, or "NaN" / "Infinity" / "-Infinity". */
 export function floatToJson(v: number): number | string {
   if (v - v === 0) return v;
-  return v !== v ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity';
+  return Number.isNaN(v) ? 'NaN' : v > 0 ? 'Infinity' : '-Infinity';
 }
 
 /** True on little-endian hosts: the low 32-bit word of a 64-bit value comes first in memory. */
@@ -169,7 +167,9 @@ export function float16BitsToNumber(h: number): number {
     for (let i = 0; i < 65536; i++) {
       const e = (i >>> 10) & 0x1f;
       const m = i & 0x3ff;
-      const mag = e === 0 ? m * 2 ** -24 : e === 31 ? (m ? Number.NaN : Number.POSITIVE_INFINITY) : (1024 + m) * 2 ** (e - 25);
+      let mag = (1024 + m) * 2 ** (e - 25);
+      if (e === 0) mag = m * 2 ** -24;
+      else if (e === 31) mag = m === 0 ? Number.POSITIVE_INFINITY : Number.NaN;
       halfTable[i] = i & 0x8000 ? -mag : mag;
     }
   }
@@ -182,8 +182,6 @@ export interface FillTarget {
   readonly words: Uint32Array | undefined;
   readonly info: DatatypeInfo;
 }
-
-type NumberArray = Uint8Array | Uint16Array | Uint32Array | Int8Array | Int16Array | Int32Array | Float32Array | Float64Array;
 
 /** |v| at or beyond this rounds to Infinity in float32 (FLT_MAX plus half an ulp, a tie that goes to even). */
 const FP32_OVERFLOW = 2 ** 128 - 2 ** 103;
@@ -227,7 +225,7 @@ export function fillRun(target: FillTarget, src: readonly unknown[], offset: num
       return -1;
     }
     case 'int': {
-      const dst = target.data as NumberArray;
+      const dst = target.data as Exclude<NumericData, BigInt64Array | BigUint64Array>;
       const { min, max } = info;
       for (let i = 0; i < n; i++) {
         const v = src[i];
@@ -285,7 +283,13 @@ const INT64_STRING = /^-?[0-9]{1,20}$/;
 export function parseInt64(s: string, signed: boolean): bigint | undefined {
   if (!INT64_STRING.test(s)) return undefined;
   const b = BigInt(s);
-  return signed ? (b >= INT64_MIN && b <= INT64_MAX ? b : undefined) : b >= 0n && b <= UINT64_MAX ? b : undefined;
+  return signed
+    ? b >= INT64_MIN && b <= INT64_MAX
+      ? b
+      : undefined
+    : b >= 0n && b <= UINT64_MAX
+      ? b
+      : undefined;
 }
 
 type WellFormed = { isWellFormed(): boolean };
@@ -325,7 +329,8 @@ export function describeBadElement(v: unknown, info: DatatypeInfo): string {
         if (v < 0 && kind === 'uint64') return `is ${got}, out of range for ${datatype} (${range})`;
         return `is ${got}, beyond 2^53: a JSON number cannot carry it exactly; send it as a decimal string`;
       }
-      if (typeof v === 'string' && INT64_STRING.test(v)) return `is ${got}, out of range for ${datatype} (${range})`;
+      if (typeof v === 'string' && INT64_STRING.test(v))
+        return `is ${got}, out of range for ${datatype} (${range})`;
       return `is ${got}; ${datatype} takes JSON integers or decimal strings`;
     }
     case 'bool':

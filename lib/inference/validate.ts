@@ -11,7 +11,7 @@ import type * as ort from 'onnxruntime-node';
 import { z } from 'zod';
 import { InferenceRequestError } from '../errors.ts';
 import { DATATYPES, type TensorSpec } from '../package/manifest.ts';
-import { type DecodeLimits, DEFAULT_MAX_ELEMENTS, decodeInput } from './codec.ts';
+import { type DecodeLimits, decodeInput } from './codec.ts';
 
 export interface Signature {
   readonly inputs: readonly TensorSpec[];
@@ -28,15 +28,22 @@ export interface ValidatedRequest {
   batchSize: number;
 }
 
-const parameters = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]), {
-  error: 'must be an object of string, number or boolean values',
-});
-const name = z.string({ error: 'must be a string' }).min(1, 'must not be empty').max(256, 'must be at most 256 characters');
+const parameters = z.record(
+  z.string(),
+  z.union([z.string(), z.number(), z.boolean()], { error: 'must be a string, number or boolean' }),
+  { error: 'must be an object of string, number or boolean values' },
+);
+const name = z
+  .string({ error: 'must be a string' })
+  .min(1, 'must not be empty')
+  .max(256, 'must be at most 256 characters');
 
 const requestInput = z.strictObject({
   name,
   shape: z
-    .array(z.number({ error: 'must be a number' }).int('must be an integer'), { error: 'must be an array of integers' })
+    .array(z.number({ error: 'must be a number' }).int('must be an integer'), {
+      error: 'must be an array of integers',
+    })
     .max(64, 'must have at most 64 dimensions'),
   datatype: z.enum(DATATYPES, { error: `must be one of ${DATATYPES.join(', ')}` }),
   parameters: parameters.optional(),
@@ -49,10 +56,14 @@ const inferenceRequest = z.strictObject(
   {
     id: z.string({ error: 'must be a string' }).max(256, 'must be at most 256 characters').optional(),
     parameters: parameters.optional(),
-    inputs: z.array(requestInput, { error: 'must be an array of input tensors' }).min(1, 'must list at least one input'),
+    inputs: z
+      .array(requestInput, { error: 'must be an array of input tensors' })
+      .min(1, 'must list at least one input'),
     outputs: z.array(requestOutput, { error: 'must be an array of {name}' }).optional(),
   },
-  { error: (iss) => (iss.code === 'unrecognized_keys' ? undefined : 'the request body must be a JSON object') },
+  {
+    error: (iss) => (iss.code === 'unrecognized_keys' ? undefined : 'the request body must be a JSON object'),
+  },
 );
 
 /** "inputs[1].shape[0]" from a zod issue path. */
@@ -78,7 +89,11 @@ const names = (specs: readonly TensorSpec[]): string => specs.map((s) => quote(s
  * Validates an inference request body (parsed JSON) against the model signature and decodes its inputs.
  * `limits.maxElements` bounds the elements of all inputs together.
  */
-export function validateRequest(body: unknown, signature: Signature, limits: DecodeLimits = {}): ValidatedRequest {
+export function validateRequest(
+  body: unknown,
+  signature: Signature,
+  limits: DecodeLimits = {},
+): ValidatedRequest {
   const parsed = inferenceRequest.safeParse(body);
   if (!parsed.success) fail(formatZodError(parsed.error));
   const request = parsed.data;
@@ -88,13 +103,13 @@ export function validateRequest(body: unknown, signature: Signature, limits: Dec
   }
   const specs = new Map(signature.inputs.map((s) => [s.name, s]));
   const feeds: Record<string, ort.Tensor> = Object.create(null);
-  let budget = limits.maxElements ?? DEFAULT_MAX_ELEMENTS;
+  let used = 0;
   for (const input of request.inputs) {
     const spec = specs.get(input.name);
     if (!spec) fail(`unknown input ${quote(input.name)}: the model's inputs are ${names(signature.inputs)}`);
     if (Object.hasOwn(feeds, input.name)) fail(`input ${quote(input.name)} is given more than once`);
-    const tensor = decodeInput(input, spec, limits, budget);
-    budget -= tensor.size;
+    const tensor = decodeInput(input, spec, limits, used);
+    used += tensor.size;
     feeds[input.name] = tensor;
   }
   const missing = signature.inputs.filter((s) => !Object.hasOwn(feeds, s.name));
@@ -116,7 +131,8 @@ function outputNames(requested: readonly z.infer<typeof requestOutput>[], signat
   const known = new Set(signature.outputs.map((s) => s.name));
   const seen = new Set<string>();
   for (const out of requested) {
-    if (!known.has(out.name)) fail(`unknown output ${quote(out.name)}: the model's outputs are ${names(signature.outputs)}`);
+    if (!known.has(out.name))
+      fail(`unknown output ${quote(out.name)}: the model's outputs are ${names(signature.outputs)}`);
     if (seen.has(out.name)) fail(`output ${quote(out.name)} is requested more than once`);
     if (out.parameters?.binary_data === true) {
       fail(`output ${quote(out.name)}: parameters.binary_data: the binary data extension is not supported`);

@@ -136,6 +136,6 @@ function tensorSpec(value: DecodedMessage, role: 'input' | 'output', label: stri
   const dims = ((tensor.shape as DecodedMessage | undefined)?.dim as DecodedMessage[] | undefined) ?? [];
   // A missing shape means "any rank": recorded as a single dynamic dimension would be wrong, so refuse it.
   if (!tensor.shape) throw new OnnxModelError(`${label}: ${role} "${name}" has no shape; export the model with shapes`);
-  const shape = dims.map((d) => (typeof d.dimValue === 'number' && d.dimValue > 0 ? d.dimValue : -1));
+  const shape = dims.map((d) => (typeof d.dimValue === 'number' ? d.dimValue : -1));
   return { name, datatype, shape };
 }

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import tar from 'tar-stream';
-import { MaapError, PackageIntegrityError, SignatureError } from '../errors.ts';
+import { MaapError, PackageIntegrityError, SignatureError, UsageError } from '../errors.ts';
 import { type OnnxInfo, OnnxInspector } from '../onnx/inspect.ts';
 import { decodeManifest, isSafeEntryPath, MANIFEST_PATH, type Manifest, SIGNATURE_PATH } from './manifest.ts';
 import { findSigner, loadPublicKey, SIGNATURE_BYTES } from './sign.ts';
@@ -59,25 +59,66 @@ const ENTRY_KINDS: Record<string, string> = {
  * the signature (last entry) valid for a trusted key when keys are given. Memory stays flat.
  */
 export async function verifyPackage(source: string | Readable, options: VerifyOptions = {}): Promise<VerifiedPackage> {
-  const input = typeof source === 'string' ? openFile(source) : source;
+  const label = typeof source === 'string' ? source : 'package';
+  let streamError: Error | undefined;
+  const onInputError = (err: Error) => {
+    streamError ??= err;
+    extract?.destroy(err);
+  };
+  let extract: tar.Extract | undefined;
+  // A caller's stream may fail while the keys load: remember its error from the start.
+  if (typeof source !== 'string') source.on('error', onInputError);
   const trusted = await Promise.all((options.trustedKeys ?? []).map((k) => loadPublicKey(k)));
-  if (options.extractTo) await mkdir(options.extractTo);
-  const extract = tar.extract();
-  let bytes = 0;
-  input.on('data', (chunk: Buffer) => {
-    bytes += chunk.length;
-    options.onProgress?.(bytes);
+  if (options.extractTo) await createExtractDir(options.extractTo);
+  const input = typeof source === 'string' ? openFile(source) : source;
+  if (typeof source === 'string') input.on('error', onInputError);
+  extract = tar.extract();
+  extract.on('error', (err: Error) => {
+    streamError ??= err;
   });
-  input.on('error', (err) => extract.destroy(err));
+  if (streamError) extract.destroy(streamError);
+  const tail = new ArchiveTail();
+  input.on('data', (chunk: Buffer) => {
+    tail.push(chunk);
+    options.onProgress?.(tail.bytes);
+  });
   input.pipe(extract);
   try {
     const result = await readEntries(extract, trusted, options);
-    return { ...result, bytes };
+    if (!tail.endsWithEndOfArchive()) {
+      throw new PackageIntegrityError(`${label} is truncated: the archive lacks its end-of-archive marker`);
+    }
+    return { ...result, bytes: tail.bytes };
   } catch (err) {
     input.destroy();
     extract.destroy();
     if (options.extractTo) await rm(options.extractTo, { recursive: true, force: true });
-    throw asIntegrityError(err, typeof source === 'string' ? source : 'package');
+    // When the stream failed underneath an entry, the entry reports "destroyed": the stream's error is the cause.
+    throw asIntegrityError(err instanceof MaapError || !streamError ? err : streamError, label);
+  }
+}
+
+async function createExtractDir(path: string): Promise<void> {
+  try {
+    await mkdir(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UsageError(`cannot extract into ${path}: ${code === 'EEXIST' ? 'it already exists (give a new folder)' : code}`);
+  }
+}
+
+/** Remembers the last 1024 bytes of the archive: a complete tar ends with two zero blocks. */
+class ArchiveTail {
+  bytes = 0;
+  private last: Buffer = Buffer.alloc(0);
+
+  push(chunk: Buffer): void {
+    this.bytes += chunk.length;
+    this.last = chunk.length >= 1024 ? chunk.subarray(chunk.length - 1024) : Buffer.concat([this.last, chunk]).subarray(-1024);
+  }
+
+  endsWithEndOfArchive(): boolean {
+    return this.last.length === 1024 && this.last.every((b) => b === 0);
   }
 }
 

@@ -70,7 +70,9 @@ export class FileStore implements Store {
         await fsync(temp);
       } catch (err) {
         if (err instanceof MaapError) throw err;
-        throw new RegistryError(`upload of "${key}" to ${this.uri} failed: ${(err as Error).message}`, { cause: err });
+        throw new RegistryError(`upload of "${key}" to ${this.uri} failed: ${(err as Error).message}`, {
+          cause: err,
+        });
       }
       try {
         await link(temp, target);
@@ -78,7 +80,8 @@ export class FileStore implements Store {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'EEXIST') return false;
         // File systems without hard links: publish by rename after a last check (a narrow race window).
-        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw fsError('publish', target, err);
+        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP')
+          throw fsError('publish', target, err);
         if (await this.head(key)) return false;
         await rename(temp, target);
       }
@@ -117,7 +120,9 @@ export class FileStore implements Store {
     const walk = async (rel: string): Promise<void> => {
       let entries: Dirent[];
       try {
-        entries = await readdir(rel ? join(this.root, ...rel.split('/')) : this.root, { withFileTypes: true });
+        entries = await readdir(rel ? join(this.root, ...rel.split('/')) : this.root, {
+          withFileTypes: true,
+        });
       } catch (err) {
         if (isMissing(err)) return;
         throw fsError('list', join(this.root, rel), err);

@@ -21,27 +21,40 @@ export function parseModelRef(ref: string): ModelRef {
   const name = at < 0 ? ref : ref.slice(0, at);
   const spec = at < 0 ? undefined : ref.slice(at + 1).trim();
   checkModelName(name);
-  if (spec === '') throw new UsageError(`"${ref}": nothing after "@" (expected a version, a range or an alias)`);
+  if (spec === '')
+    throw new UsageError(`"${ref}": nothing after "@" (expected a version, a range or an alias)`);
   return spec === undefined ? { name } : { name, spec };
 }
 
 export function checkModelName(name: string): string {
   if (!NAME_PATTERN.test(name)) {
-    throw new UsageError(`invalid model name "${name}": expected lowercase letters, digits and "-" ([a-z0-9][a-z0-9-]{0,62})`);
+    throw new UsageError(
+      `invalid model name "${name}": expected lowercase letters, digits and "-" ([a-z0-9][a-z0-9-]{0,62})`,
+    );
   }
   return name;
 }
 
 /** Validates a name for `setAlias`: it must never be mistaken for a version range or `latest`. */
 export function checkAliasName(alias: string): string {
-  if (alias === LATEST) throw new UsageError(`"${LATEST}" is reserved: it always means the highest stable version`);
+  if (alias === LATEST)
+    throw new UsageError(`"${LATEST}" is reserved: it always means the highest stable version`);
   if (semver.validRange(alias) !== null) {
-    throw new UsageError(`invalid alias "${alias}": it reads as a semver range; pick a name such as "production"`);
+    throw new UsageError(
+      `invalid alias "${alias}": it reads as a semver range; pick a name such as "production"`,
+    );
   }
   if (!ALIAS_PATTERN.test(alias)) {
-    throw new UsageError(`invalid alias "${alias}": expected a lowercase letter, then letters, digits or "-" (2-63 chars)`);
+    throw new UsageError(
+      `invalid alias "${alias}": expected a lowercase letter, then letters, digits or "-" (2-63 chars)`,
+    );
   }
   return alias;
+}
+
+/** Whether `alias` is a name `setAlias` accepts. */
+export function isAliasName(alias: string): boolean {
+  return alias !== LATEST && ALIAS_PATTERN.test(alias) && semver.validRange(alias) === null;
 }
 
 /** Validates an exact version (`1.4.0`, `2.0.0-rc.1`) and returns its canonical form. */

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve as resolvePath } from 'node:path';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -10,7 +10,7 @@ import type { Manifest } from '../package/manifest.ts';
 import { readManifestFromHead, verifyPackage } from '../package/verify.ts';
 import { AliasBook } from './aliases.ts';
 import { mapLimit, readAll, teeInto } from './io.ts';
-import { checkModelName, checkVersion, classifySpec, LATEST } from './ref.ts';
+import { checkModelName, checkVersion, classifySpec, isAliasName, LATEST } from './ref.ts';
 import type { ObjectInfo, Store } from './store.ts';
 import type {
   AliasRecord,
@@ -73,7 +73,9 @@ export class Registry {
     const { name, version } = verified.manifest;
     const key = Registry.versionKey(name, version);
     const exists = () =>
-      new VersionExistsError(`${name}@${version} already exists in ${this.uri}: versions are immutable, bump the version`);
+      new VersionExistsError(
+        `${name}@${version} already exists in ${this.uri}: versions are immutable, bump the version`,
+      );
     if (await this.store.head(key)) throw exists();
 
     // Upload the file again, refusing (before anything becomes visible) if it changed since it was verified.
@@ -94,7 +96,16 @@ export class Registry {
       contentType: 'application/x-tar',
     });
     if (!written) throw exists();
-    return { name, version, key, registry: this.uri, bytes, id: verified.id, sha256, signed: verified.signed };
+    return {
+      name,
+      version,
+      key,
+      registry: this.uri,
+      bytes,
+      id: verified.id,
+      sha256,
+      signed: verified.signed,
+    };
   }
 
   /** Models (all, or the one named) with their versions, manifests and aliases. */
@@ -145,9 +156,12 @@ export class Registry {
    */
   async resolve(name: string, spec: string = LATEST): Promise<Resolved> {
     checkModelName(name);
+    const kind = classifySpec(spec);
+    if (kind === 'alias' && !isAliasName(spec)) {
+      throw new UsageError(`"${spec}" is neither a version, a semver range, "${LATEST}" nor an alias name`);
+    }
     const versions = await this.versions(name);
     if (versions.length === 0) throw this.modelNotFound(name);
-    const kind = classifySpec(spec);
     const found = (version: string, alias?: string): Resolved => ({
       name,
       version,
@@ -159,18 +173,25 @@ export class Registry {
       const stable = versions.filter((v) => semver.prerelease(v) === null);
       const latest = stable[stable.length - 1];
       if (!latest) {
-        throw new NotFoundError(`${name} has only prerelease versions (${shortList(versions)}); name one explicitly`);
+        throw new NotFoundError(
+          `${name} has only prerelease versions (${shortList(versions)}); name one explicitly`,
+        );
       }
       return found(latest);
     }
     if (kind === 'range') {
       const best = semver.maxSatisfying(versions, spec);
-      if (!best) throw new NotFoundError(`no version of ${name} satisfies "${spec}" (available: ${shortList(versions)})`);
+      if (!best)
+        throw new NotFoundError(
+          `no version of ${name} satisfies "${spec}" (available: ${shortList(versions)})`,
+        );
       return found(best);
     }
     const target = await this.aliasBook.get(name, spec);
     if (!versions.includes(target.version)) {
-      throw new NotFoundError(`alias ${name}@${spec} points to ${target.version}, which is not in ${this.uri}`);
+      throw new NotFoundError(
+        `alias ${name}@${spec} points to ${target.version}, which is not in ${this.uri}`,
+      );
     }
     return found(target.version, spec);
   }
@@ -179,15 +200,22 @@ export class Registry {
    * Downloads a version to `outPath` (default `./<name>-<version>.maap`), verifying the same bytes as they are
    * written. The file appears only once verification succeeded; nothing is left behind otherwise.
    */
-  async pull(name: string, spec: string = LATEST, outPath?: string, options: TransferOptions = {}): Promise<PullResult> {
+  async pull(
+    name: string,
+    spec: string = LATEST,
+    outPath?: string,
+    options: TransferOptions = {},
+  ): Promise<PullResult> {
     const target = await this.resolve(name, spec);
     const object = await this.store.head(target.key);
     if (!object) throw new NotFoundError(`${name}@${target.version} not found in ${this.uri}`);
     const out = resolvePath(outPath ?? `${name}-${target.version}.maap`);
     const temp = join(dirname(out), `.${basename(out)}.${randomBytes(6).toString('hex')}.tmp`);
-    const handle = await open(temp, 'wx').catch((err: Error) => {
-      throw new UsageError(`cannot write ${out}: ${err.message}`, { cause: err });
-    });
+    const handle = await mkdir(dirname(out), { recursive: true })
+      .then(() => open(temp, 'wx'))
+      .catch((err: Error) => {
+        throw new UsageError(`cannot write ${out}: ${err.message}`, { cause: err });
+      });
     const file = handle.createWriteStream();
     file.on('error', () => {}); // surfaced by drained() and finished()
     const hash = createHash('sha256');
@@ -208,7 +236,9 @@ export class Registry {
       await finished(file);
       const m = verified.manifest;
       if (m.name !== name || m.version !== target.version) {
-        throw new PackageIntegrityError(`${target.key} in ${this.uri} holds ${m.name}@${m.version}, not ${name}@${target.version}`);
+        throw new PackageIntegrityError(
+          `${target.key} in ${this.uri} holds ${m.name}@${m.version}, not ${name}@${target.version}`,
+        );
       }
       await fsync(temp);
       await rename(temp, out);
@@ -240,7 +270,9 @@ export class Registry {
     const v = checkVersion(version);
     return this.aliasBook.set(name, alias, v, async () => {
       if (!(await this.store.head(Registry.versionKey(name, v)))) {
-        throw new NotFoundError(`${name}@${v} not found in ${this.uri}: push it before pointing an alias at it`);
+        throw new NotFoundError(
+          `${name}@${v} not found in ${this.uri}: push it before pointing an alias at it`,
+        );
       }
     });
   }
@@ -261,7 +293,9 @@ export class Registry {
       const parsed = readManifestFromHead(head);
       if ('manifest' in parsed) return parsed;
       if (head.length < length || parsed.needed <= head.length || parsed.needed > MAX_HEAD_BYTES) {
-        throw new PackageIntegrityError(`${key} in ${this.uri}: cannot read the manifest (truncated or oversized)`);
+        throw new PackageIntegrityError(
+          `${key} in ${this.uri}: cannot read the manifest (truncated or oversized)`,
+        );
       }
       length = parsed.needed;
     }
@@ -270,7 +304,9 @@ export class Registry {
   private async describe(name: string, version: string, object: ObjectInfo): Promise<VersionInfo> {
     const { manifest, manifestBytes } = await this.manifest(object.key);
     if (manifest.name !== name || manifest.version !== version) {
-      throw new PackageIntegrityError(`${object.key} in ${this.uri} holds ${manifest.name}@${manifest.version}`);
+      throw new PackageIntegrityError(
+        `${object.key} in ${this.uri} holds ${manifest.name}@${manifest.version}`,
+      );
     }
     return {
       name,

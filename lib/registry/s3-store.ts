@@ -1,7 +1,14 @@
 import { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { MaapError, NotFoundError, RegistryError, UsageError } from '../errors.ts';
-import { checkKey, type GetOptions, isHiddenKey, type ObjectInfo, type PutOptions, type Store } from './store.ts';
+import {
+  checkKey,
+  type GetOptions,
+  isHiddenKey,
+  type ObjectInfo,
+  type PutOptions,
+  type Store,
+} from './store.ts';
 
 type S3Module = typeof import('@aws-sdk/client-s3');
 
@@ -77,7 +84,9 @@ export class S3Store implements Store {
     const { s3, client } = await this.load();
     const range = options.range ? `bytes=${options.range.start}-${options.range.end ?? ''}` : undefined;
     try {
-      const out = await client.send(new s3.GetObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key), Range: range }));
+      const out = await client.send(
+        new s3.GetObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key), Range: range }),
+      );
       if (!out.Body) return Readable.from([]);
       return out.Body as Readable;
     } catch (err) {
@@ -89,7 +98,9 @@ export class S3Store implements Store {
   async head(key: string): Promise<ObjectInfo | undefined> {
     const { s3, client } = await this.load();
     try {
-      const out = await client.send(new s3.HeadObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }));
+      const out = await client.send(
+        new s3.HeadObjectCommand({ Bucket: this.bucket, Key: this.fullKey(key) }),
+      );
       return { key, size: out.ContentLength ?? 0, mtime: out.LastModified ?? new Date(0) };
     } catch (err) {
       if (errorName(err) === 'NotFound' || errorName(err) === 'NoSuchKey') return undefined;
@@ -134,7 +145,9 @@ export class S3Store implements Store {
         }
         if (errorName(err) === 'PreconditionFailed' || status(err) === 412) return false;
         if (errorName(err) === 'ConditionalRequestConflict') {
-          throw new RegistryError(`another upload of "${key}" to ${this.uri} is in progress; retry`, { cause: err });
+          throw new RegistryError(`another upload of "${key}" to ${this.uri} is in progress; retry`, {
+            cause: err,
+          });
         }
         throw this.mapError(err, 'upload', key);
       }
@@ -161,7 +174,11 @@ export class S3Store implements Store {
     try {
       do {
         const page = await client.send(
-          new s3.ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix + prefix, ContinuationToken: token }),
+          new s3.ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: this.prefix + prefix,
+            ContinuationToken: token,
+          }),
         );
         for (const obj of page.Contents ?? []) {
           if (!obj.Key?.startsWith(this.prefix)) continue;
@@ -200,21 +217,34 @@ export class S3Store implements Store {
     const where = `s3://${this.bucket}/${this.prefix}${key}`;
     const message = (err as Error | undefined)?.message ?? String(err);
     const cause = { cause: err };
-    if (name === 'NoSuchBucket') return new RegistryError(`bucket "${this.bucket}" does not exist (${this.uri})`, cause);
-    if (name === 'NoSuchKey' || name === 'NotFound') return new NotFoundError(`"${key}" not found in registry ${this.uri}`, cause);
+    if (name === 'NoSuchBucket')
+      return new RegistryError(`bucket "${this.bucket}" does not exist (${this.uri})`, cause);
+    if (name === 'NoSuchKey' || name === 'NotFound')
+      return new NotFoundError(`"${key}" not found in registry ${this.uri}`, cause);
     if (
-      ['AccessDenied', 'Forbidden', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken'].includes(name) ||
+      ['AccessDenied', 'Forbidden', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken'].includes(
+        name,
+      ) ||
       status(err) === 403
     ) {
-      return new RegistryError(`access denied: cannot ${action} ${where} (${name}); check the AWS credentials and the bucket policy`, cause);
+      return new RegistryError(
+        `access denied: cannot ${action} ${where} (${name}); check the AWS credentials and the bucket policy`,
+        cause,
+      );
     }
     if (name === 'CredentialsProviderError') {
-      return new RegistryError(`no AWS credentials to ${action} ${where}: set AWS_PROFILE or AWS_ACCESS_KEY_ID (${message})`, cause);
+      return new RegistryError(
+        `no AWS credentials to ${action} ${where}: set AWS_PROFILE or AWS_ACCESS_KEY_ID (${message})`,
+        cause,
+      );
     }
     const code = (err as NodeJS.ErrnoException | undefined)?.code;
     if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'ECONNRESET' || name === 'TimeoutError') {
       const endpoint = this.options.endpoint ?? 'AWS S3';
-      return new RegistryError(`cannot reach ${endpoint} to ${action} ${where}: ${code ?? name} ${message}`, cause);
+      return new RegistryError(
+        `cannot reach ${endpoint} to ${action} ${where}: ${code ?? name} ${message}`,
+        cause,
+      );
     }
     return new RegistryError(`cannot ${action} ${where}: ${name ? `${name}: ` : ''}${message}`, cause);
   }
