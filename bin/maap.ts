@@ -9,6 +9,7 @@ export function createProgram(): Command {
   const program = new Command('maap')
     .description('Model-as-a-Package: pack, sign, publish and serve ONNX models')
     .version('0.1.0')
+    .enablePositionalOptions()
     .showHelpAfterError('(run maap --help for usage)')
     .exitOverride();
   registerPackageCommands(program);

@@ -41,7 +41,7 @@ export function registerPackageCommands(program: Command): void {
         signKey: opts.signKey,
         requiresOnnxruntime: opts.requiresOnnxruntime,
         memoryMb: opts.memoryMb,
-        lineage: { command: process.argv.slice(1).join(' ') || undefined },
+        lineage: { command: ['maap', ...process.argv.slice(2)].join(' ') },
         onProgress: (done, total) => progress.update(done, total),
       }).finally(() => progress.stop());
       if (opts.json) {

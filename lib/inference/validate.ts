@@ -101,6 +101,7 @@ export function validateRequest(
   if (request.parameters && request.parameters.binary_data_output === true) {
     fail('parameters.binary_data_output: the binary data extension is not supported; responses are JSON');
   }
+  const outputs = outputNames(request.outputs ?? [], signature);
   const specs = new Map(signature.inputs.map((s) => [s.name, s]));
   const feeds: Record<string, ort.Tensor> = Object.create(null);
   let used = 0;
@@ -120,7 +121,7 @@ export function validateRequest(
 
   return {
     feeds,
-    outputNames: outputNames(request.outputs ?? [], signature),
+    outputNames: outputs,
     ...(request.id !== undefined ? { id: request.id } : {}),
     batchSize: request.inputs[0]?.shape[0] ?? 1,
   };

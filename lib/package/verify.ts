@@ -25,6 +25,9 @@ export interface VerifyOptions {
   readonly extractTo?: string;
   /** Called with the number of archive bytes read so far. */
   readonly onProgress?: (bytes: number) => void;
+  /** Keep the verified bytes of every entry in memory and return them as `entries` (to load a model without
+   * touching the disk, as on Lambda). */
+  readonly keepInMemory?: boolean;
 }
 
 export interface VerifiedPackage {
@@ -39,6 +42,8 @@ export interface VerifiedPackage {
   readonly signedBy?: string;
   /** Total size of the archive in bytes. */
   readonly bytes: number;
+  /** The verified entries' bytes by path (model.onnx and the manifest's files), with `keepInMemory`. */
+  readonly entries?: ReadonlyMap<string, Buffer>;
 }
 
 export const DEFAULT_MAX_ENTRY_BYTES = 8 * 1024 ** 3;
@@ -138,6 +143,7 @@ async function readEntries(
   let signature: Buffer | undefined;
   const expected = new Map<string, { sha256: string; bytes: number }>();
   const seen = new Set<string>();
+  const kept = options.keepInMemory ? new Map<string, Buffer>() : undefined;
 
   for await (const entry of extract) {
     const { name, type } = entry.header;
@@ -170,11 +176,13 @@ async function readEntries(
     if (size > maxEntry) throw new PackageIntegrityError(`entry "${name}" is ${size} bytes, over the ${maxEntry}-byte limit`);
     if (size !== want.bytes) throw new PackageIntegrityError(`entry "${name}" is ${size} bytes but the manifest says ${want.bytes}`);
     const inspector = name === manifest.model.path ? new OnnxInspector(name) : undefined;
-    const sha256 = await digest(entry, options.extractTo ? join(options.extractTo, name) : undefined, inspector);
+    const chunks = kept ? ([] as Buffer[]) : undefined;
+    const sha256 = await digest(entry, options.extractTo ? join(options.extractTo, name) : undefined, inspector, chunks);
     if (sha256 !== want.sha256) {
       throw new PackageIntegrityError(`entry "${name}" has SHA-256 ${sha256} but the manifest says ${want.sha256}: the package was modified`);
     }
     if (inspector) checkGraph(inspector.finish(), manifest);
+    if (kept && chunks) kept.set(name, Buffer.concat(chunks, size));
   }
 
   if (!manifest || !manifestBytes) throw new PackageIntegrityError('the archive is empty: no maap.json');
@@ -187,10 +195,10 @@ async function readEntries(
     const signedBy = findSigner(manifestBytes, signature, trusted);
     if (!signedBy) throw new SignatureError(`${manifest.name}@${manifest.version}: the signature does not verify with any trusted key`);
     if (options.extractTo) await save(SIGNATURE_PATH, signature, options.extractTo);
-    return { manifest, manifestBytes, id, signed: true, signedBy };
+    return { manifest, manifestBytes, id, signed: true, signedBy, ...(kept ? { entries: kept } : {}) };
   }
   if (signature && options.extractTo) await save(SIGNATURE_PATH, signature, options.extractTo);
-  return { manifest, manifestBytes, id, signed: signature !== undefined };
+  return { manifest, manifestBytes, id, signed: signature !== undefined, ...(kept ? { entries: kept } : {}) };
 }
 
 async function collect(entry: AsyncIterable<unknown>): Promise<Buffer> {
@@ -206,7 +214,12 @@ async function save(name: string, data: Buffer, dir: string | undefined): Promis
   await writeFile(join(dir, name), data, { flag: 'wx' });
 }
 
-async function digest(entry: AsyncIterable<unknown>, outPath: string | undefined, inspector?: OnnxInspector): Promise<string> {
+async function digest(
+  entry: AsyncIterable<unknown>,
+  outPath: string | undefined,
+  inspector: OnnxInspector | undefined,
+  chunks: Buffer[] | undefined,
+): Promise<string> {
   const hash = createHash('sha256');
   let out: ReturnType<typeof createWriteStream> | undefined;
   if (outPath) {
@@ -218,6 +231,7 @@ async function digest(entry: AsyncIterable<unknown>, outPath: string | undefined
       const chunk = data as Buffer;
       hash.update(chunk);
       inspector?.feed(chunk);
+      chunks?.push(chunk);
       if (out && !out.write(chunk)) await new Promise<void>((resolve) => out?.once("drain", () => resolve()));
     }
   } finally {

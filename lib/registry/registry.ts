@@ -1,17 +1,15 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join, resolve as resolvePath } from 'node:path';
-import { Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
+import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { resolve as resolvePath } from 'node:path';
 import semver from 'semver';
 import { NotFoundError, PackageIntegrityError, UsageError, VersionExistsError } from '../errors.ts';
 import type { Manifest } from '../package/manifest.ts';
-import { readManifestFromHead, verifyPackage } from '../package/verify.ts';
+import { readManifestFromHead } from '../package/verify.ts';
 import { AliasBook } from './aliases.ts';
-import { mapLimit, readAll, teeInto } from './io.ts';
+import { mapLimit, readAll } from './io.ts';
 import { checkModelName, checkVersion, classifySpec, isAliasName, LATEST } from './ref.ts';
 import type { ObjectInfo, Store } from './store.ts';
+import { downloadVerified, unchangedStream, verifyFile } from './transfer.ts';
 import type {
   AliasRecord,
   AliasUpdate,
@@ -57,19 +55,10 @@ export class Registry {
     const report = (phase: 'verify' | 'upload') => (transferred: number) =>
       options.onProgress?.({ phase, transferred, total });
 
-    const hash = createHash('sha256');
-    let bytes = 0;
-    const onVerify = report('verify');
-    const verified = await teeInto(
-      createReadStream(path),
-      (chunk) => {
-        hash.update(chunk);
-        bytes += chunk.length;
-        onVerify(bytes);
-      },
-      (input) => verifyPackage(input, { trustedKeys: options.trustedKeys }),
-    );
-    const sha256 = hash.digest('hex');
+    const { verified, sha256, bytes } = await verifyFile(path, {
+      trustedKeys: options.trustedKeys,
+      onProgress: report('verify'),
+    });
     const { name, version } = verified.manifest;
     const key = Registry.versionKey(name, version);
     const exists = () =>
@@ -77,21 +66,7 @@ export class Registry {
         `${name}@${version} already exists in ${this.uri}: versions are immutable, bump the version`,
       );
     if (await this.store.head(key)) throw exists();
-
-    // Upload the file again, refusing (before anything becomes visible) if it changed since it was verified.
-    async function* unchanged(): AsyncGenerator<Buffer> {
-      const again = createHash('sha256');
-      let n = 0;
-      for await (const chunk of createReadStream(path)) {
-        again.update(chunk as Buffer);
-        n += (chunk as Buffer).length;
-        yield chunk as Buffer;
-      }
-      if (n !== bytes || again.digest('hex') !== sha256) {
-        throw new PackageIntegrityError(`${pkgPath} changed while it was being pushed; nothing was pushed`);
-      }
-    }
-    const written = await this.store.putIfAbsent(key, Readable.from(unchanged(), { objectMode: false }), {
+    const written = await this.store.putIfAbsent(key, unchangedStream(path, { sha256, bytes }), {
       onProgress: report('upload'),
       contentType: 'application/x-tar',
     });
@@ -210,54 +185,29 @@ export class Registry {
     const object = await this.store.head(target.key);
     if (!object) throw new NotFoundError(`${name}@${target.version} not found in ${this.uri}`);
     const out = resolvePath(outPath ?? `${name}-${target.version}.maap`);
-    const temp = join(dirname(out), `.${basename(out)}.${randomBytes(6).toString('hex')}.tmp`);
-    const handle = await mkdir(dirname(out), { recursive: true })
-      .then(() => open(temp, 'wx'))
-      .catch((err: Error) => {
-        throw new UsageError(`cannot write ${out}: ${err.message}`, { cause: err });
-      });
-    const file = handle.createWriteStream();
-    file.on('error', () => {}); // surfaced by drained() and finished()
-    const hash = createHash('sha256');
-    let bytes = 0;
-    try {
-      const source = await this.store.get(target.key);
-      const verified = await teeInto(
-        source,
-        async (chunk) => {
-          hash.update(chunk);
-          bytes += chunk.length;
-          if (!file.write(chunk)) await drained(file);
-          options.onProgress?.({ phase: 'download', transferred: bytes, total: object.size });
-        },
-        (input) => verifyPackage(input, { trustedKeys: options.trustedKeys }),
-      );
-      file.end();
-      await finished(file);
-      const m = verified.manifest;
-      if (m.name !== name || m.version !== target.version) {
-        throw new PackageIntegrityError(
-          `${target.key} in ${this.uri} holds ${m.name}@${m.version}, not ${name}@${target.version}`,
-        );
-      }
-      await fsync(temp);
-      await rename(temp, out);
-      return {
-        name,
-        version: target.version,
-        path: out,
-        bytes,
-        id: verified.id,
-        sha256: hash.digest('hex'),
-        signed: verified.signed,
-        manifest: m,
-        ...(target.alias ? { alias: target.alias } : {}),
-      };
-    } catch (err) {
-      file.destroy();
-      await unlink(temp).catch(() => {});
-      throw err;
-    }
+    const { verified, sha256, bytes } = await downloadVerified(() => this.store.get(target.key), out, {
+      trustedKeys: options.trustedKeys,
+      onProgress: (transferred) =>
+        options.onProgress?.({ phase: 'download', transferred, total: object.size }),
+      accept: (m) => {
+        if (m.name !== name || m.version !== target.version) {
+          throw new PackageIntegrityError(
+            `${target.key} in ${this.uri} holds ${m.name}@${m.version}, not ${name}@${target.version}`,
+          );
+        }
+      },
+    });
+    return {
+      name,
+      version: target.version,
+      path: out,
+      bytes,
+      id: verified.id,
+      sha256,
+      signed: verified.signed,
+      manifest: verified.manifest,
+      ...(target.alias ? { alias: target.alias } : {}),
+    };
   }
 
   getAlias(name: string, alias: string): Promise<AliasRecord> {
@@ -334,26 +284,4 @@ function parseVersionKey(key: string): { name: string; version: string } | undef
 
 function shortList(versions: readonly string[]): string {
   return versions.length > 8 ? `..., ${versions.slice(-8).join(', ')}` : versions.join(', ');
-}
-
-function drained(stream: NodeJS.WritableStream): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = (err?: Error) => {
-      stream.off('drain', done);
-      stream.off('error', done);
-      if (err) reject(err);
-      else resolve();
-    };
-    stream.on('drain', done);
-    stream.on('error', done);
-  });
-}
-
-async function fsync(path: string): Promise<void> {
-  const handle = await open(path, 'r+');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }

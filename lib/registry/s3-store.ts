@@ -189,7 +189,7 @@ export class S3Store implements Store {
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
       } while (token);
     } catch (err) {
-      throw this.mapError(err, 'list', prefix || '(root)');
+      throw this.mapError(err, 'list', prefix || undefined);
     }
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
@@ -211,16 +211,15 @@ export class S3Store implements Store {
   }
 
   /** Turns an SDK error into a maap error that says what failed, where, and what to check. */
-  private mapError(err: unknown, action: string, key: string): MaapError {
+  private mapError(err: unknown, action: string, key?: string): MaapError {
     if (err instanceof MaapError) return err;
     const name = errorName(err);
-    const where = `s3://${this.bucket}/${this.prefix}${key}`;
+    const where = key === undefined ? this.uri : `s3://${this.bucket}/${this.prefix}${key}`;
     const message = (err as Error | undefined)?.message ?? String(err);
     const cause = { cause: err };
     if (name === 'NoSuchBucket')
       return new RegistryError(`bucket "${this.bucket}" does not exist (${this.uri})`, cause);
-    if (name === 'NoSuchKey' || name === 'NotFound')
-      return new NotFoundError(`"${key}" not found in registry ${this.uri}`, cause);
+    if (name === 'NoSuchKey' || name === 'NotFound') return new NotFoundError(`${where} not found`, cause);
     if (
       ['AccessDenied', 'Forbidden', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken'].includes(
         name,
@@ -242,7 +241,7 @@ export class S3Store implements Store {
     if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'ECONNRESET' || name === 'TimeoutError') {
       const endpoint = this.options.endpoint ?? 'AWS S3';
       return new RegistryError(
-        `cannot reach ${endpoint} to ${action} ${where}: ${code ?? name} ${message}`,
+        `cannot reach ${endpoint} to ${action} ${where}: ${message || code || name}`,
         cause,
       );
     }

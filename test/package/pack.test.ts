@@ -68,6 +68,15 @@ describe('packModel', () => {
     for (const [i, v] of expected.entries()) expect(got[i]).toBeCloseTo(v, 5);
   });
 
+  it('keeps verified entries in memory on request, and onnxruntime loads the model from those bytes', async () => {
+    await writeFile(join(dir, 'vocab.txt'), 'a\nb\n');
+    const packed = await packFixture(dir, mlpModel(), { files: [join(dir, 'vocab.txt')] });
+    const verified = await verifyPackage(packed.path, { keepInMemory: true });
+    expect(verified.entries?.get('vocab.txt')?.toString()).toBe('a\nb\n');
+    const session = await ort.InferenceSession.create(verified.entries?.get('model.onnx') as Buffer);
+    expect(session.inputNames).toEqual(['x']);
+  });
+
   it('round trip of a multi-input, multi-output model keeps its bytes', async () => {
     const packed = await packFixture(dir, multiIoModel());
     const out = join(dir, 'unpacked');

@@ -125,7 +125,7 @@ describe('verifyPackage refuses', () => {
   it('a model whose bytes were changed (SHA-256 mismatch)', async () => {
     await edit((e) => {
       const model = Buffer.from((e[1] as RawEntry).data);
-      model[model.length - 1] ^= 0xff;
+      model.writeUInt8(model.readUInt8(model.length - 1) ^ 0xff, model.length - 1);
       return [e[0] as RawEntry, { header: { name: 'model.onnx' }, data: model }];
     });
     await expectRefused(bad, PackageIntegrityError, /"model.onnx" has SHA-256 [0-9a-f]{64} but the manifest says/);
@@ -167,7 +167,7 @@ describe('verifyPackage refuses', () => {
     const signed = await packFixture(dir, mlpModel(), { name: 'signed', signKey: keys.privatePath });
     await rewritePackage(signed.path, bad, (e) => {
       const sig = Buffer.from((e.at(-1) as RawEntry).data);
-      sig[0] ^= 1;
+      sig.writeUInt8(sig.readUInt8(0) ^ 1, 0);
       return [...e.slice(0, -1), { header: { name: 'maap.sig' }, data: sig }];
     });
     await expectRefused(bad, SignatureError, /does not verify with any trusted key/, { trustedKeys: [keys.publicPath] });

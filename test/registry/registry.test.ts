@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Command } from 'commander';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { registerRegistryCommands } from '../../bin/commands/registry.ts';
 import {
   NotFoundError,
   PackageIntegrityError,
@@ -312,6 +314,66 @@ describe.each(backends)('registry on $label', (backend) => {
       expect((await reg5.list('big'))[0]?.versions[0]?.size).toBe(pushed.bytes);
     } finally {
       await reg5.close();
+    }
+  });
+});
+
+describe('S3 errors', () => {
+  it('maps an unknown access key and a missing bucket to RegistryError with a clear message', async () => {
+    const denied = openRegistry(`s3://${s3.bucket}/x`, {
+      endpoint: s3.endpoint,
+      region: s3.region,
+      credentials: { accessKeyId: 'NOBODY', secretAccessKey: 'nope' },
+    });
+    const missing = openRegistry('s3://no-such-bucket/x', {
+      endpoint: s3.endpoint,
+      region: s3.region,
+      credentials: s3.credentials,
+    });
+    try {
+      await expect(denied.list()).rejects.toThrow(/access denied/);
+      await expect(denied.list()).rejects.toBeInstanceOf(RegistryError);
+      await expect(missing.list()).rejects.toThrow(/bucket "no-such-bucket" does not exist/);
+      await expect(missing.push(pkg['fraud@1.0.0'] as string)).rejects.toBeInstanceOf(RegistryError);
+    } finally {
+      await denied.close();
+      await missing.close();
+    }
+  });
+});
+
+describe('CLI', () => {
+  it('pushes, lists, aliases and pulls with --json', async () => {
+    const registry = join(work.dir, 'registries', 'cli');
+    const lines: string[] = [];
+    const log = vi.spyOn(console, 'log').mockImplementation((line: string) => void lines.push(line));
+    const run = async (...args: string[]) => {
+      const program = new Command().exitOverride();
+      registerRegistryCommands(program);
+      lines.length = 0;
+      await program.parseAsync([...args, '--registry', registry, '--json'], { from: 'user' });
+      return lines.map((l) => JSON.parse(l));
+    };
+    try {
+      expect(await run('push', pkg['fraud@1.0.0'] as string)).toMatchObject([
+        { name: 'fraud', version: '1.0.0' },
+      ]);
+      await run('push', pkg['fraud@1.4.0'] as string);
+      await expect(run('push', pkg['fraud@1.4.0'] as string)).rejects.toBeInstanceOf(VersionExistsError);
+      expect(await run('alias', 'set', 'fraud', 'production', '^1')).toMatchObject([
+        { alias: 'production', version: '1.4.0' },
+      ]);
+      expect(await run('alias', 'get', 'fraud', 'production')).toMatchObject([{ version: '1.4.0' }]);
+      const [listing] = await run('ls', 'fraud');
+      expect(listing.versions.map((v: { version: string }) => v.version)).toEqual(['1.0.0', '1.4.0']);
+      expect(listing.versions[1].aliases).toEqual(['production']);
+      const out = join(work.dir, 'cli-out', 'p.maap');
+      expect(await run('pull', 'fraud@production', '--out', out)).toMatchObject([
+        { version: '1.4.0', path: out },
+      ]);
+      expect(await readFile(out)).toEqual(await readFile(pkg['fraud@1.4.0'] as string));
+    } finally {
+      log.mockRestore();
     }
   });
 });
