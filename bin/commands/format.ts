@@ -12,7 +12,8 @@ export function formatBytes(n: number): string {
   return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }
 
-const tensor = (t: TensorSpec) => `${t.name}  ${t.datatype}[${t.shape.map((d) => (d === -1 ? '?' : d)).join(', ')}]`;
+const tensor = (t: TensorSpec) =>
+  `${t.name}  ${t.datatype}[${t.shape.map((d) => (d === -1 ? '?' : d)).join(', ')}]`;
 
 /** Prints a verified package's manifest for a person. */
 export function printManifest(v: VerifiedPackage): void {
@@ -32,8 +33,15 @@ export function printManifest(v: VerifiedPackage): void {
   if (m.labels) lines.push(`  labels    ${m.labels.join(', ')}`);
   const metrics = Object.entries(m.metrics);
   if (metrics.length) lines.push(`  metrics   ${metrics.map(([k, n]) => `${k}=${n}`).join('  ')}`);
-  if (m.example) lines.push(`  example   ${m.example.request.inputs.length} input(s), ${m.example.outputs.length} expected output(s)`);
+  if (m.example)
+    lines.push(
+      `  example   ${m.example.request.inputs.length} input(s), ${m.example.outputs.length} expected output(s)`,
+    );
   const lineage = Object.entries(m.lineage).filter(([, val]) => val !== undefined);
-  if (lineage.length) lines.push('  lineage', ...lineage.map(([k, val]) => `    ${k}: ${typeof val === 'string' ? val : JSON.stringify(val)}`));
+  if (lineage.length)
+    lines.push(
+      '  lineage',
+      ...lineage.map(([k, val]) => `    ${k}: ${typeof val === 'string' ? val : JSON.stringify(val)}`),
+    );
   console.log(lines.join('\n'));
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
+import { packModel } from '../../lib/package/pack.ts';
 import { generateKeyFiles } from '../../lib/package/sign.ts';
 import { signPackage } from '../../lib/package/sign-package.ts';
-import { packModel } from '../../lib/package/pack.ts';
 import { type VerifiedPackage, verifyPackage } from '../../lib/package/verify.ts';
 import { createProgress } from '../progress.ts';
 import { formatBytes, printManifest } from './format.ts';
@@ -16,14 +16,20 @@ export function registerPackageCommands(program: Command): void {
     .requiredOption('--name <name>', 'model name: lowercase letters, digits, dashes')
     .requiredOption('--version <semver>', 'package version, e.g. 1.4.0')
     .option('--out <file>', 'output file (default: <name>-<version>.maap)')
-    .option('--example <json>', 'smoke test: { "request": { "inputs": [...] }, "outputs": [...], "tolerance"?: {...} }')
+    .option(
+      '--example <json>',
+      'smoke test: { "request": { "inputs": [...] }, "outputs": [...], "tolerance"?: {...} }',
+    )
     .option('--metrics <json>', 'training metrics: { "accuracy": 0.97, ... }')
     .option('--params <json>', 'training parameters, recorded in lineage.params')
     .option('--labels <json>', 'class names: ["legit", "fraud"]')
     .option('--stats <json>', 'per-feature training statistics (drift baseline)')
     .option('--file <path>', 'another file to ship in the package (repeatable)', collect, [])
     .option('--sign-key <pem>', 'Ed25519 private key to sign the manifest with')
-    .option('--requires-onnxruntime <range>', 'onnxruntime versions able to run the model (default: from the opset)')
+    .option(
+      '--requires-onnxruntime <range>',
+      'onnxruntime versions able to run the model (default: from the opset)',
+    )
     .option('--memory-mb <n>', 'memory the model needs to run', (v) => Number.parseInt(v, 10))
     .option('--json', 'print the result as JSON')
     .action(async (model: string, opts) => {
@@ -45,10 +51,20 @@ export function registerPackageCommands(program: Command): void {
         onProgress: (done, total) => progress.update(done, total),
       }).finally(() => progress.stop());
       if (opts.json) {
-        console.log(JSON.stringify({ path: result.path, id: result.id, bytes: result.bytes, signed: result.signed, manifest: result.manifest }));
+        console.log(
+          JSON.stringify({
+            path: result.path,
+            id: result.id,
+            bytes: result.bytes,
+            signed: result.signed,
+            manifest: result.manifest,
+          }),
+        );
       } else {
         const { name, version } = result.manifest;
-        console.log(`packed ${name}@${version} → ${result.path} (${formatBytes(result.bytes)}, ${result.signed ? 'signed' : 'unsigned'}, id ${result.id.slice(0, 16)})`);
+        console.log(
+          `packed ${name}@${version} → ${result.path} (${formatBytes(result.bytes)}, ${result.signed ? 'signed' : 'unsigned'}, id ${result.id.slice(0, 16)})`,
+        );
       }
     });
 
@@ -67,15 +83,26 @@ export function registerPackageCommands(program: Command): void {
     .command('verify')
     .description('check a package: structure, hashes, model graph, and signature')
     .argument('<pkg>', 'a .maap file')
-    .option('--trusted-key <pub>', 'Ed25519 public key the package must be signed with (repeatable)', collect, [])
+    .option(
+      '--trusted-key <pub>',
+      'Ed25519 public key the package must be signed with (repeatable)',
+      collect,
+      [],
+    )
     .option('--json', 'print the result as JSON')
     .action(async (pkg: string, opts) => {
       const verified = await verifyWithProgress(pkg, opts.trustedKey, opts.json);
       if (opts.json) console.log(JSON.stringify({ ok: true, ...summary(verified) }));
       else {
         const { name, version } = verified.manifest;
-        const sig = verified.signedBy ? `signed by ${verified.signedBy}` : verified.signed ? 'signed (no trusted key given to check it)' : 'unsigned';
-        console.log(`ok ${name}@${version} (${formatBytes(verified.bytes)}, ${sig}, id ${verified.id.slice(0, 16)})`);
+        const sig = verified.signedBy
+          ? `signed by ${verified.signedBy}`
+          : verified.signed
+            ? 'signed (no trusted key given to check it)'
+            : 'unsigned';
+        console.log(
+          `ok ${name}@${version} (${formatBytes(verified.bytes)}, ${sig}, id ${verified.id.slice(0, 16)})`,
+        );
       }
     });
 
@@ -85,7 +112,9 @@ export function registerPackageCommands(program: Command): void {
     .requiredOption('--out <prefix>', 'path prefix of the two key files')
     .action(async (opts) => {
       const keys = await generateKeyFiles(opts.out);
-      console.log(`wrote ${keys.privatePath} (keep it secret) and ${keys.publicPath} (fingerprint ${keys.fingerprint})`);
+      console.log(
+        `wrote ${keys.privatePath} (keep it secret) and ${keys.publicPath} (fingerprint ${keys.fingerprint})`,
+      );
     });
 
   program
@@ -99,9 +128,16 @@ export function registerPackageCommands(program: Command): void {
     });
 }
 
-async function verifyWithProgress(pkg: string, trustedKeys: string[], json: boolean | undefined): Promise<VerifiedPackage> {
+async function verifyWithProgress(
+  pkg: string,
+  trustedKeys: string[],
+  json: boolean | undefined,
+): Promise<VerifiedPackage> {
   const { stat } = await import('node:fs/promises');
-  const total = await stat(pkg).then((s) => s.size, () => 0);
+  const total = await stat(pkg).then(
+    (s) => s.size,
+    () => 0,
+  );
   const progress = createProgress('verify', total, { json });
   try {
     return await verifyPackage(pkg, { trustedKeys, onProgress: (n) => progress.update(n) });

@@ -47,7 +47,12 @@ export function makeDataset(params: TrainParams): { x: number[][]; y: number[] }
   for (let i = 0; i < params.samples; i++) {
     const fraud = rand() < 0.2 ? 1 : 0;
     const shift = fraud ? 1.2 : 0;
-    x.push([gaussian(rand) + shift, gaussian(rand) - shift * 0.8, gaussian(rand) + shift, gaussian(rand) + shift * 0.6]);
+    x.push([
+      gaussian(rand) + shift,
+      gaussian(rand) - shift * 0.8,
+      gaussian(rand) + shift,
+      gaussian(rand) + shift * 0.6,
+    ]);
     y.push(fraud);
   }
   return { x, y };
@@ -66,11 +71,13 @@ function softmax2(z0: number, z1: number): [number, number] {
 }
 
 export function predict(model: Trained, row: readonly number[]): [number, number] {
-  const z = [0, 1].map((c) => row.reduce((s, v, f) => s + v * (model.weights[f]?.[c] ?? 0), model.bias[c] ?? 0));
+  const z = [0, 1].map((c) =>
+    row.reduce((s, v, f) => s + v * (model.weights[f]?.[c] ?? 0), model.bias[c] ?? 0),
+  );
   return softmax2(z[0] as number, z[1] as number);
 }
 
-export function fit(x: number[][], y: number[], params: TrainParams): Trained {
+export function fitModel(x: number[][], y: number[], params: TrainParams): Trained {
   const nf = FEATURES.length;
   const weights = Array.from({ length: nf }, () => [0, 0]);
   const bias = [0, 0];
@@ -82,12 +89,16 @@ export function fit(x: number[][], y: number[], params: TrainParams): Trained {
       for (let c = 0; c < 2; c++) {
         const err = (p[c] as number) - (y[i] === c ? 1 : 0);
         gb[c] = (gb[c] as number) + err;
-        for (let f = 0; f < nf; f++) (gw[f] as number[])[c] = ((gw[f] as number[])[c] as number) + err * (row[f] as number);
+        for (let f = 0; f < nf; f++)
+          (gw[f] as number[])[c] = ((gw[f] as number[])[c] as number) + err * (row[f] as number);
       }
     }
     for (let c = 0; c < 2; c++) {
       bias[c] = (bias[c] as number) - (params.learningRate * (gb[c] as number)) / x.length;
-      for (let f = 0; f < nf; f++) (weights[f] as number[])[c] = ((weights[f] as number[])[c] as number) - (params.learningRate * ((gw[f] as number[])[c] as number)) / x.length;
+      for (let f = 0; f < nf; f++)
+        (weights[f] as number[])[c] =
+          ((weights[f] as number[])[c] as number) -
+          (params.learningRate * ((gw[f] as number[])[c] as number)) / x.length;
     }
   }
   return { weights, bias };
@@ -125,13 +136,30 @@ export function toOnnx(model: Trained): Buffer {
         { name: 'label', elemType: 'INT64', shape: ['batch'] },
       ],
       initializers: [
-        { name: 'W', elemType: 'FLOAT', dims: [FEATURES.length, 2], data: Float32Array.from(model.weights.flat()) },
+        {
+          name: 'W',
+          elemType: 'FLOAT',
+          dims: [FEATURES.length, 2],
+          data: Float32Array.from(model.weights.flat()),
+        },
         { name: 'b', elemType: 'FLOAT', dims: [2], data: Float32Array.from(model.bias) },
       ],
       nodes: [
         { opType: 'Gemm', inputs: ['features', 'W', 'b'], outputs: ['logits'], name: 'gemm' },
-        { opType: 'Softmax', inputs: ['logits'], outputs: ['probabilities'], name: 'softmax', attributes: { axis: { int: 1 } } },
-        { opType: 'ArgMax', inputs: ['probabilities'], outputs: ['label'], name: 'argmax', attributes: { axis: { int: 1 }, keepdims: { int: 0 } } },
+        {
+          opType: 'Softmax',
+          inputs: ['logits'],
+          outputs: ['probabilities'],
+          name: 'softmax',
+          attributes: { axis: { int: 1 } },
+        },
+        {
+          opType: 'ArgMax',
+          inputs: ['probabilities'],
+          outputs: ['label'],
+          name: 'argmax',
+          attributes: { axis: { int: 1 }, keepdims: { int: 0 } },
+        },
       ],
     },
   });
@@ -148,7 +176,17 @@ function featureStats(x: number[][]) {
       const edges = Array.from({ length: 11 }, (_, i) => round(min + ((max - min) * i) / 10));
       const counts = new Array(10).fill(0);
       for (const v of values) counts[Math.min(9, Math.floor(((v - min) / (max - min || 1)) * 10))]++;
-      return [name, { count: values.length, mean: round(mean), std: round(std), min: round(min), max: round(max), histogram: { edges, counts } }];
+      return [
+        name,
+        {
+          count: values.length,
+          mean: round(mean),
+          std: round(std),
+          min: round(min),
+          max: round(max),
+          histogram: { edges, counts },
+        },
+      ];
     }),
   );
 }
@@ -157,21 +195,36 @@ function featureStats(x: number[][]) {
 export async function train(outDir: string, params: TrainParams = DEFAULT_PARAMS) {
   const { x, y } = makeDataset(params);
   const split = Math.floor(x.length * 0.8);
-  const model = fit(x.slice(0, split), y.slice(0, split), params);
+  const model = fitModel(x.slice(0, split), y.slice(0, split), params);
   const metrics = evaluate(model, x.slice(split), y.slice(split));
   const sample = [x[split] as number[], x[split + 1] as number[]];
   const probabilities = sample.flatMap((row) => predict(model, row));
   const example = {
-    request: { inputs: [{ name: 'features', datatype: 'FP32', shape: [2, FEATURES.length], data: sample.map((r) => r.map(Math.fround)) }] },
+    request: {
+      inputs: [
+        {
+          name: 'features',
+          datatype: 'FP32',
+          shape: [2, FEATURES.length],
+          data: sample.map((r) => r.map(Math.fround)),
+        },
+      ],
+    },
     outputs: [
       { name: 'probabilities', datatype: 'FP32', shape: [2, 2], data: probabilities },
-      { name: 'label', datatype: 'INT64', shape: [2], data: sample.map((row) => (predict(model, row)[1] >= 0.5 ? 1 : 0)) },
+      {
+        name: 'label',
+        datatype: 'INT64',
+        shape: [2],
+        data: sample.map((row) => (predict(model, row)[1] >= 0.5 ? 1 : 0)),
+      },
     ],
     tolerance: { absolute: 1e-4, relative: 1e-3 },
   };
   await mkdir(outDir, { recursive: true });
   await writeFile(join(outDir, 'model.onnx'), toOnnx(model));
-  const json = (name: string, value: unknown) => writeFile(join(outDir, name), `${JSON.stringify(value, null, 2)}\n`);
+  const json = (name: string, value: unknown) =>
+    writeFile(join(outDir, name), `${JSON.stringify(value, null, 2)}\n`);
   await json('metrics.json', metrics);
   await json('params.json', params);
   await json('example.json', example);
@@ -183,5 +236,7 @@ export async function train(outDir: string, params: TrainParams = DEFAULT_PARAMS
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const out = process.env.MAAP_OUTPUT_DIR ?? 'out';
   const metrics = await train(out);
-  console.log(`trained fraud logistic regression: accuracy ${metrics.accuracy}, auc ${metrics.auc} → ${out}/model.onnx`);
+  console.log(
+    `trained fraud logistic regression: accuracy ${metrics.accuracy}, auc ${metrics.auc} → ${out}/model.onnx`,
+  );
 }

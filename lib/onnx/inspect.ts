@@ -77,7 +77,8 @@ export class OnnxInspector {
           '(save the model with all tensors inside the .onnx file, e.g. onnx.save_model(m, path, save_as_external_data=False))',
       );
     }
-    if (err instanceof ProtoFormatError) return new OnnxModelError(`${this.label} is not a valid ONNX model: ${err.message}`);
+    if (err instanceof ProtoFormatError)
+      return new OnnxModelError(`${this.label} is not a valid ONNX model: ${err.message}`);
     return err as Error;
   }
 }
@@ -105,21 +106,29 @@ function describeModel(model: DecodedMessage, label: string): Omit<OnnxInfo, 'sh
   }
   if (!opset) throw new OnnxModelError(`${label} imports no version of the default (ai.onnx) operator set`);
   const initializers = new Set(
-    ((graph.initializer as DecodedMessage[] | undefined) ?? []).map((t) => t.name).filter((n) => typeof n === 'string'),
+    ((graph.initializer as DecodedMessage[] | undefined) ?? [])
+      .map((t) => t.name)
+      .filter((n) => typeof n === 'string'),
   );
   const inputs = ((graph.input as DecodedMessage[] | undefined) ?? [])
     .filter((v) => !initializers.has(v.name as string))
     .map((v) => tensorSpec(v, 'input', label));
-  const outputs = ((graph.output as DecodedMessage[] | undefined) ?? []).map((v) => tensorSpec(v, 'output', label));
-  if (inputs.length === 0) throw new OnnxModelError(`${label}: the graph has no inputs; maap serves models that take input`);
+  const outputs = ((graph.output as DecodedMessage[] | undefined) ?? []).map((v) =>
+    tensorSpec(v, 'output', label),
+  );
+  if (inputs.length === 0)
+    throw new OnnxModelError(`${label}: the graph has no inputs; maap serves models that take input`);
   if (outputs.length === 0) throw new OnnxModelError(`${label}: the graph has no outputs`);
-  const producer = [model.producerName, model.producerVersion].filter((s) => typeof s === 'string' && s).join(' ');
+  const producer = [model.producerName, model.producerVersion]
+    .filter((s) => typeof s === 'string' && s)
+    .join(' ');
   return { irVersion: model.irVersion, opset, domains, producer, inputs, outputs };
 }
 
 function tensorSpec(value: DecodedMessage, role: 'input' | 'output', label: string): TensorSpec {
   const name = value.name;
-  if (typeof name !== 'string' || name === '') throw new OnnxModelError(`${label}: a graph ${role} has no name`);
+  if (typeof name !== 'string' || name === '')
+    throw new OnnxModelError(`${label}: a graph ${role} has no name`);
   const type = value.type as DecodedMessage | undefined;
   const tensor = type?.tensor as DecodedMessage | undefined;
   if (!tensor) {
@@ -131,11 +140,14 @@ function tensorSpec(value: DecodedMessage, role: 'input' | 'output', label: stri
   }
   const datatype = ELEM_TYPES[tensor.elemType as number];
   if (!datatype) {
-    throw new OnnxModelError(`${label}: ${role} "${name}" has ONNX element type ${String(tensor.elemType)}, which maap does not serve`);
+    throw new OnnxModelError(
+      `${label}: ${role} "${name}" has ONNX element type ${String(tensor.elemType)}, which maap does not serve`,
+    );
   }
   const dims = ((tensor.shape as DecodedMessage | undefined)?.dim as DecodedMessage[] | undefined) ?? [];
   // A missing shape means "any rank": recorded as a single dynamic dimension would be wrong, so refuse it.
-  if (!tensor.shape) throw new OnnxModelError(`${label}: ${role} "${name}" has no shape; export the model with shapes`);
+  if (!tensor.shape)
+    throw new OnnxModelError(`${label}: ${role} "${name}" has no shape; export the model with shapes`);
   const shape = dims.map((d) => (typeof d.dimValue === 'number' ? d.dimValue : -1));
   return { name, datatype, shape };
 }

@@ -6,7 +6,12 @@
 
 /** How one field of a message is decoded. */
 export type FieldSpec =
-  | { readonly name: string; readonly kind: 'message'; readonly type: () => MessageSpec; readonly repeated?: boolean }
+  | {
+      readonly name: string;
+      readonly kind: 'message';
+      readonly type: () => MessageSpec;
+      readonly repeated?: boolean;
+    }
   | { readonly name: string; readonly kind: 'varint'; readonly repeated?: boolean }
   | { readonly name: string; readonly kind: 'string'; readonly repeated?: boolean }
   /** Records `true` when the field is present, without decoding it. */
@@ -27,7 +32,7 @@ export class ProtoFormatError extends Error {}
 const MAX_STRING_BYTES = 64 * 1024;
 const MAX_DEPTH = 64;
 
-const enum State {
+enum State {
   Tag,
   Varint,
   Length,
@@ -94,7 +99,8 @@ export class ProtoStreamDecoder {
           const byte = chunk[i] as number;
           i++;
           this.pos++;
-          if (this.varintBytes === 10) throw new ProtoFormatError(`varint longer than 10 bytes at offset ${this.pos}`);
+          if (this.varintBytes === 10)
+            throw new ProtoFormatError(`varint longer than 10 bytes at offset ${this.pos}`);
           this.varint += (byte & 0x7f) * 2 ** this.shift;
           this.shift += 7;
           this.varintBytes++;
@@ -112,7 +118,9 @@ export class ProtoStreamDecoder {
   /** Signals the end of input; throws if it ended inside a field or message. Returns the decoded root. */
   end(): DecodedMessage {
     if (this.state !== State.Tag || this.varintBytes !== 0 || this.stack.length > 1) {
-      throw new ProtoFormatError(`input ends inside a ${this.top().spec.name} message at offset ${this.pos} (truncated?)`);
+      throw new ProtoFormatError(
+        `input ends inside a ${this.top().spec.name} message at offset ${this.pos} (truncated?)`,
+      );
     }
     this.top().spec.onEnd?.(this.root, 0);
     return this.root;
@@ -130,7 +138,9 @@ export class ProtoStreamDecoder {
         if (fieldNo === 0) throw new ProtoFormatError(`field number 0 at offset ${this.pos}`);
         this.field = this.top().spec.fields[fieldNo];
         if (this.field && this.field.kind !== 'varint' && this.wire !== 2) {
-          throw new ProtoFormatError(`${this.top().spec.name}.${this.field.name} has wire type ${this.wire}, expected 2`);
+          throw new ProtoFormatError(
+            `${this.top().spec.name}.${this.field.name} has wire type ${this.wire}, expected 2`,
+          );
         }
         if (this.wire === 0) this.state = State.Varint;
         else if (this.wire === 2) this.state = State.Length;
@@ -144,11 +154,14 @@ export class ProtoStreamDecoder {
         return;
       case State.Length: {
         if (this.pos + value > this.top().end) {
-          throw new ProtoFormatError(`${this.top().spec.name} field of ${value} bytes overruns its message at offset ${this.pos}`);
+          throw new ProtoFormatError(
+            `${this.top().spec.name} field of ${value} bytes overruns its message at offset ${this.pos}`,
+          );
         }
         const field = this.field;
         if (field?.kind === 'message') {
-          if (this.stack.length >= MAX_DEPTH) throw new ProtoFormatError(`messages nested deeper than ${MAX_DEPTH} levels`);
+          if (this.stack.length >= MAX_DEPTH)
+            throw new ProtoFormatError(`messages nested deeper than ${MAX_DEPTH} levels`);
           const child: DecodedMessage = {};
           this.assign(child);
           this.stack.push({ spec: field.type(), value: child, end: this.pos + value });
@@ -174,8 +187,12 @@ export class ProtoStreamDecoder {
   }
 
   private beginSkip(bytes: number): void {
-    if (bytes === 0) return this.fieldDone();
-    if (this.pos + bytes > this.top().end) throw new ProtoFormatError(`field overruns its message at offset ${this.pos}`);
+    if (bytes === 0) {
+      this.fieldDone();
+      return;
+    }
+    if (this.pos + bytes > this.top().end)
+      throw new ProtoFormatError(`field overruns its message at offset ${this.pos}`);
     this.remaining = bytes;
     this.state = State.Skip;
   }
@@ -203,7 +220,8 @@ export class ProtoStreamDecoder {
     while (this.stack.length > 1) {
       const frame = this.top();
       if (this.pos < frame.end) return;
-      if (this.pos > frame.end) throw new ProtoFormatError(`${frame.spec.name} overruns its length at offset ${this.pos}`);
+      if (this.pos > frame.end)
+        throw new ProtoFormatError(`${frame.spec.name} overruns its length at offset ${this.pos}`);
       this.stack.pop();
       frame.spec.onEnd?.(frame.value, this.stack.length);
     }

@@ -45,7 +45,10 @@ const shape: MessageSpec = {
 
 const tensorType: MessageSpec = {
   name: 'TypeProto.Tensor',
-  fields: { 1: { name: 'elemType', kind: 'varint' }, 2: { name: 'shape', kind: 'message', type: () => shape } },
+  fields: {
+    1: { name: 'elemType', kind: 'varint' },
+    2: { name: 'shape', kind: 'message', type: () => shape },
+  },
 };
 
 const typeProto: MessageSpec = {
@@ -61,7 +64,10 @@ const typeProto: MessageSpec = {
 
 const valueInfo: MessageSpec = {
   name: 'ValueInfoProto',
-  fields: { 1: { name: 'name', kind: 'string' }, 2: { name: 'type', kind: 'message', type: () => typeProto } },
+  fields: {
+    1: { name: 'name', kind: 'string' },
+    2: { name: 'type', kind: 'message', type: () => typeProto },
+  },
 };
 
 const attribute: MessageSpec = {
@@ -106,7 +112,10 @@ const graph: MessageSpec = {
 // Initializer names are needed to tell real inputs from IR<4 initializer-inputs: collect them on the side.
 const mainGraphInitializerNames: MessageSpec = {
   ...graph,
-  fields: { ...graph.fields, 5: { name: 'initializer', kind: 'message', type: () => namedTensor, repeated: true } },
+  fields: {
+    ...graph.fields,
+    5: { name: 'initializer', kind: 'message', type: () => namedTensor, repeated: true },
+  },
 };
 
 const namedTensor: MessageSpec = {

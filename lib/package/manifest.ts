@@ -40,7 +40,8 @@ export const entryPath = z
   .refine((p) => isSafeEntryPath(p), 'must be a relative path without "..", "." or empty segments');
 
 export function isSafeEntryPath(p: string): boolean {
-  if (p.length === 0 || p.length > 255 || p.startsWith('/') || p.includes('\\') || p.includes('\0')) return false;
+  if (p.length === 0 || p.length > 255 || p.startsWith('/') || p.includes('\\') || p.includes('\0'))
+    return false;
   return p.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..');
 }
 
@@ -64,8 +65,12 @@ export const tensorData = z
   })
   .strict();
 
-const semverString = z.string().refine((v) => semver.valid(v) === v, 'must be a semantic version such as 1.4.0');
-const semverRange = z.string().refine((v) => semver.validRange(v) !== null, 'must be a semver range such as >=1.17');
+const semverString = z
+  .string()
+  .refine((v) => semver.valid(v) === v, 'must be a semantic version such as 1.4.0');
+const semverRange = z
+  .string()
+  .refine((v) => semver.validRange(v) !== null, 'must be a semver range such as >=1.17');
 
 export const exampleSchema = z
   .object({
@@ -135,7 +140,11 @@ export const manifestSchema = z
     signature: z.object({ inputs: z.array(tensorSpec).min(1), outputs: z.array(tensorSpec).min(1) }).strict(),
     files: z.array(z.object({ path: entryPath, sha256, bytes }).strict()),
     requires: z
-      .object({ onnxruntime: semverRange, opset: z.number().int().positive(), memoryMb: z.number().int().positive().optional() })
+      .object({
+        onnxruntime: semverRange,
+        opset: z.number().int().positive(),
+        memoryMb: z.number().int().positive().optional(),
+      })
       .strict(),
     example: exampleSchema.optional(),
     metrics: z.record(z.string(), finite).default({}),
@@ -147,7 +156,12 @@ export const manifestSchema = z
   .superRefine((m, ctx) => {
     const seen = new Set<string>([MANIFEST_PATH, SIGNATURE_PATH, m.model.path]);
     for (const [i, f] of m.files.entries()) {
-      if (seen.has(f.path)) ctx.addIssue({ code: 'custom', path: ['files', i, 'path'], message: `"${f.path}" is reserved or listed twice` });
+      if (seen.has(f.path))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['files', i, 'path'],
+          message: `"${f.path}" is reserved or listed twice`,
+        });
       seen.add(f.path);
     }
   });
@@ -175,7 +189,9 @@ export function decodeManifest(raw: Uint8Array): Manifest {
   try {
     value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
   } catch (err) {
-    throw new PackageIntegrityError(`invalid manifest: maap.json is not valid UTF-8 JSON (${(err as Error).message})`);
+    throw new PackageIntegrityError(
+      `invalid manifest: maap.json is not valid UTF-8 JSON (${(err as Error).message})`,
+    );
   }
   return parseManifest(value);
 }

@@ -15,8 +15,8 @@ import {
   isSafeEntryPath,
   type Lineage,
   MANIFEST_PATH,
-  MODEL_PATH,
   type Manifest,
+  MODEL_PATH,
   manifestSchema,
   NAME_PATTERN,
   SIGNATURE_PATH,
@@ -72,7 +72,9 @@ export interface PackResult {
  */
 export async function packModel(modelPath: string, options: PackOptions): Promise<PackResult> {
   if (!NAME_PATTERN.test(options.name)) {
-    throw new UsageError(`name "${options.name}" is invalid: use lowercase letters, digits and dashes, starting with a letter or digit (max 63)`);
+    throw new UsageError(
+      `name "${options.name}" is invalid: use lowercase letters, digits and dashes, starting with a letter or digit (max 63)`,
+    );
   }
   if (semver.valid(options.version) !== options.version) {
     throw new UsageError(`version "${options.version}" is not a semantic version such as 1.4.0`);
@@ -128,7 +130,16 @@ export async function packModel(modelPath: string, options: PackOptions): Promis
   try {
     const archive = tar.pack();
     const written = pipeline(archive, createWriteStream(temp, { flags: 'wx' }));
-    const header = (name: string, size: number) => ({ name, size, mode: 0o644, mtime: createdAt, uid: 0, gid: 0, uname: '', gname: '' });
+    const header = (name: string, size: number) => ({
+      name,
+      size,
+      mode: 0o644,
+      mtime: createdAt,
+      uid: 0,
+      gid: 0,
+      uname: '',
+      gname: '',
+    });
     await addBuffer(archive, header(MANIFEST_PATH, manifestBytes.length), manifestBytes);
     await addFile(archive, header(MODEL_PATH, info.bytes), modelPath, progress);
     for (const f of extra) await addFile(archive, header(f.path, f.bytes), f.source, progress);
@@ -142,7 +153,9 @@ export async function packModel(modelPath: string, options: PackOptions): Promis
     await rename(temp, out);
   } catch (err) {
     await rm(temp, { force: true });
-    throw err instanceof MaapError ? err : new PackageIntegrityError(`cannot write ${out}: ${(err as Error).message}`, { cause: err });
+    throw err instanceof MaapError
+      ? err
+      : new PackageIntegrityError(`cannot write ${out}: ${(err as Error).message}`, { cause: err });
   }
   const id = createHash('sha256').update(manifestBytes).digest('hex');
   return { path: out, manifest, id, bytes: (await stat(out)).size, signed: signKey !== undefined };
@@ -155,7 +168,9 @@ async function statFile(path: string, what: string) {
     return s;
   } catch (err) {
     if (err instanceof MaapError) throw err;
-    throw new UsageError(`cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new UsageError(
+      `cannot read ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
 }
 
@@ -177,7 +192,9 @@ async function jsonInput<T>(value: string | T, what: string): Promise<T | unknow
   try {
     text = await readFile(value, 'utf8');
   } catch (err) {
-    throw new UsageError(`cannot read ${what} file ${value}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new UsageError(
+      `cannot read ${what} file ${value}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   try {
     return JSON.parse(text);
@@ -192,7 +209,11 @@ function countingStream(path: string, progress: (n: number) => void) {
   return stream;
 }
 
-function addBuffer(archive: tar.Pack, header: Partial<tar.Header> & { name: string }, data: Buffer): Promise<void> {
+function addBuffer(
+  archive: tar.Pack,
+  header: Partial<tar.Header> & { name: string },
+  data: Buffer,
+): Promise<void> {
   return new Promise((ok, fail) => archive.entry(header, data, (err) => (err ? fail(err) : ok())));
 }
 
@@ -200,7 +221,12 @@ function addBuffer(archive: tar.Pack, header: Partial<tar.Header> & { name: stri
  * Copies a file into the archive. It was hashed in the first pass; hashing it again would halve packing
  * speed, so a change in between is caught by its identity instead (inode, size, modification and change time).
  */
-async function addFile(archive: tar.Pack, header: Partial<tar.Header> & { name: string }, path: string, progress: (n: number) => void) {
+async function addFile(
+  archive: tar.Pack,
+  header: Partial<tar.Header> & { name: string },
+  path: string,
+  progress: (n: number) => void,
+) {
   const before = await stat(path, { bigint: true });
   const source = createReadStream(path, { highWaterMark: 1 << 20 });
   source.on('data', (chunk) => progress(chunk.length));

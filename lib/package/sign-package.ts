@@ -1,9 +1,9 @@
+import type { KeyObject } from 'node:crypto';
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { KeyObject } from 'node:crypto';
 import tar from 'tar-stream';
 import { MaapError, PackageIntegrityError } from '../errors.ts';
 import { SIGNATURE_PATH } from './manifest.ts';
@@ -14,7 +14,10 @@ import { verifyPackage } from './verify.ts';
  * Signs an existing package: verifies it whole, then rewrites it with a fresh maap.sig as the last entry
  * (replacing any earlier signature). The file is replaced atomically; on failure it is left as it was.
  */
-export async function signPackage(path: string, key: string | KeyObject): Promise<{ id: string; signedBy: string }> {
+export async function signPackage(
+  path: string,
+  key: string | KeyObject,
+): Promise<{ id: string; signedBy: string }> {
   const privateKey = await loadPrivateKey(key);
   const verified = await verifyPackage(path);
   const signature = signManifest(verified.manifestBytes, privateKey);
@@ -40,8 +43,19 @@ export async function signPackage(path: string, key: string | KeyObject): Promis
     }
     await read;
     await new Promise<void>((ok, fail) =>
-      archive.entry({ name: SIGNATURE_PATH, size: signature.length, mode: 0o644, mtime, uid: 0, gid: 0, uname: '', gname: '' }, signature, (err) =>
-        err ? fail(err) : ok(),
+      archive.entry(
+        {
+          name: SIGNATURE_PATH,
+          size: signature.length,
+          mode: 0o644,
+          mtime,
+          uid: 0,
+          gid: 0,
+          uname: '',
+          gname: '',
+        },
+        signature,
+        (err) => (err ? fail(err) : ok()),
       ),
     );
     archive.finalize();
@@ -49,7 +63,9 @@ export async function signPackage(path: string, key: string | KeyObject): Promis
     await rename(temp, target);
   } catch (err) {
     await rm(temp, { force: true });
-    throw err instanceof MaapError ? err : new PackageIntegrityError(`cannot sign ${path}: ${(err as Error).message}`, { cause: err });
+    throw err instanceof MaapError
+      ? err
+      : new PackageIntegrityError(`cannot sign ${path}: ${(err as Error).message}`, { cause: err });
   }
   return { id: verified.id, signedBy: keyFingerprint(privateKey) };
 }

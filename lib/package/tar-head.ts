@@ -15,12 +15,15 @@ export function readManifestFromHead(
 ): { manifest: Manifest; manifestBytes: Buffer } | { needed: number } {
   if (head.length < BLOCK) return { needed: BLOCK };
   const header = Buffer.from(head.buffer, head.byteOffset, BLOCK);
-  if (!validChecksum(header)) throw new PackageIntegrityError('not a maap package: the first tar header is corrupt');
+  if (!validChecksum(header))
+    throw new PackageIntegrityError('not a maap package: the first tar header is corrupt');
   const name = cString(header, 0, 100);
   const prefix = cString(header, 345, 155);
   const type = String.fromCharCode(header[156] ?? 0);
   if ((prefix ? `${prefix}/${name}` : name) !== MANIFEST_PATH || (type !== '0' && type !== '\0')) {
-    throw new PackageIntegrityError(`not a maap package: the first entry must be ${MANIFEST_PATH}, found "${name}"`);
+    throw new PackageIntegrityError(
+      `not a maap package: the first entry must be ${MANIFEST_PATH}, found "${name}"`,
+    );
   }
   const size = Number.parseInt(cString(header, 124, 12).trim() || 'x', 8);
   if (!Number.isSafeInteger(size) || size > DEFAULT_MAX_MANIFEST_BYTES) {

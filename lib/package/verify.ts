@@ -63,7 +63,10 @@ const ENTRY_KINDS: Record<string, string> = {
  * or `..` paths, sizes within limits, the ONNX graph self-contained and matching the manifest signature, and
  * the signature (last entry) valid for a trusted key when keys are given. Memory stays flat.
  */
-export async function verifyPackage(source: string | Readable, options: VerifyOptions = {}): Promise<VerifiedPackage> {
+export async function verifyPackage(
+  source: string | Readable,
+  options: VerifyOptions = {},
+): Promise<VerifiedPackage> {
   const label = typeof source === 'string' ? source : 'package';
   let streamError: Error | undefined;
   const onInputError = (err: Error) => {
@@ -108,7 +111,9 @@ async function createExtractDir(path: string): Promise<void> {
     await mkdir(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new UsageError(`cannot extract into ${path}: ${code === 'EEXIST' ? 'it already exists (give a new folder)' : code}`);
+    throw new UsageError(
+      `cannot extract into ${path}: ${code === 'EEXIST' ? 'it already exists (give a new folder)' : code}`,
+    );
   }
 }
 
@@ -119,7 +124,10 @@ class ArchiveTail {
 
   push(chunk: Buffer): void {
     this.bytes += chunk.length;
-    this.last = chunk.length >= 1024 ? chunk.subarray(chunk.length - 1024) : Buffer.concat([this.last, chunk]).subarray(-1024);
+    this.last =
+      chunk.length >= 1024
+        ? chunk.subarray(chunk.length - 1024)
+        : Buffer.concat([this.last, chunk]).subarray(-1024);
   }
 
   endsWithEndOfArchive(): boolean {
@@ -149,16 +157,28 @@ async function readEntries(
     const { name, type } = entry.header;
     const size = entry.header.size ?? 0;
     if (type !== 'file' && type !== 'contiguous-file') {
-      throw new PackageIntegrityError(`entry "${name}" is ${ENTRY_KINDS[type ?? ''] ?? `of type ${type}`}; packages hold regular files only`);
+      throw new PackageIntegrityError(
+        `entry "${name}" is ${ENTRY_KINDS[type ?? ''] ?? `of type ${type}`}; packages hold regular files only`,
+      );
     }
-    if (!isSafeEntryPath(name)) throw new PackageIntegrityError(`entry "${name}" has an unsafe path (absolute, "..", or empty segments)`);
+    if (!isSafeEntryPath(name))
+      throw new PackageIntegrityError(
+        `entry "${name}" has an unsafe path (absolute, "..", or empty segments)`,
+      );
     if (seen.has(name)) throw new PackageIntegrityError(`entry "${name}" appears twice`);
-    if (signature) throw new PackageIntegrityError(`entry "${name}" follows ${SIGNATURE_PATH}, which must be the last entry`);
+    if (signature)
+      throw new PackageIntegrityError(
+        `entry "${name}" follows ${SIGNATURE_PATH}, which must be the last entry`,
+      );
     seen.add(name);
 
     if (!manifest) {
-      if (name !== MANIFEST_PATH) throw new PackageIntegrityError(`the first entry must be ${MANIFEST_PATH}, found "${name}"`);
-      if (size > maxManifest) throw new PackageIntegrityError(`${MANIFEST_PATH} is ${size} bytes, over the ${maxManifest}-byte limit`);
+      if (name !== MANIFEST_PATH)
+        throw new PackageIntegrityError(`the first entry must be ${MANIFEST_PATH}, found "${name}"`);
+      if (size > maxManifest)
+        throw new PackageIntegrityError(
+          `${MANIFEST_PATH} is ${size} bytes, over the ${maxManifest}-byte limit`,
+        );
       manifestBytes = await collect(entry);
       manifest = decodeManifest(manifestBytes);
       expected.set(manifest.model.path, manifest.model);
@@ -167,19 +187,31 @@ async function readEntries(
       continue;
     }
     if (name === SIGNATURE_PATH) {
-      if (size !== SIGNATURE_BYTES) throw new SignatureError(`${SIGNATURE_PATH} is ${size} bytes; an Ed25519 signature is ${SIGNATURE_BYTES}`);
+      if (size !== SIGNATURE_BYTES)
+        throw new SignatureError(
+          `${SIGNATURE_PATH} is ${size} bytes; an Ed25519 signature is ${SIGNATURE_BYTES}`,
+        );
       signature = await collect(entry);
       continue;
     }
     const want = expected.get(name);
     if (!want) throw new PackageIntegrityError(`entry "${name}" is not listed in the manifest`);
-    if (size > maxEntry) throw new PackageIntegrityError(`entry "${name}" is ${size} bytes, over the ${maxEntry}-byte limit`);
-    if (size !== want.bytes) throw new PackageIntegrityError(`entry "${name}" is ${size} bytes but the manifest says ${want.bytes}`);
+    if (size > maxEntry)
+      throw new PackageIntegrityError(`entry "${name}" is ${size} bytes, over the ${maxEntry}-byte limit`);
+    if (size !== want.bytes)
+      throw new PackageIntegrityError(`entry "${name}" is ${size} bytes but the manifest says ${want.bytes}`);
     const inspector = name === manifest.model.path ? new OnnxInspector(name) : undefined;
     const chunks = kept ? ([] as Buffer[]) : undefined;
-    const sha256 = await digest(entry, options.extractTo ? join(options.extractTo, name) : undefined, inspector, chunks);
+    const sha256 = await digest(
+      entry,
+      options.extractTo ? join(options.extractTo, name) : undefined,
+      inspector,
+      chunks,
+    );
     if (sha256 !== want.sha256) {
-      throw new PackageIntegrityError(`entry "${name}" has SHA-256 ${sha256} but the manifest says ${want.sha256}: the package was modified`);
+      throw new PackageIntegrityError(
+        `entry "${name}" has SHA-256 ${sha256} but the manifest says ${want.sha256}: the package was modified`,
+      );
     }
     if (inspector) checkGraph(inspector.finish(), manifest);
     if (kept && chunks) kept.set(name, Buffer.concat(chunks, size));
@@ -187,13 +219,22 @@ async function readEntries(
 
   if (!manifest || !manifestBytes) throw new PackageIntegrityError('the archive is empty: no maap.json');
   for (const path of expected.keys()) {
-    if (!seen.has(path)) throw new PackageIntegrityError(`entry "${path}" is listed in the manifest but missing from the package`);
+    if (!seen.has(path))
+      throw new PackageIntegrityError(
+        `entry "${path}" is listed in the manifest but missing from the package`,
+      );
   }
   const id = createHash('sha256').update(manifestBytes).digest('hex');
   if (trusted.length > 0) {
-    if (!signature) throw new SignatureError(`${manifest.name}@${manifest.version} is not signed, and trusted keys were given`);
+    if (!signature)
+      throw new SignatureError(
+        `${manifest.name}@${manifest.version} is not signed, and trusted keys were given`,
+      );
     const signedBy = findSigner(manifestBytes, signature, trusted);
-    if (!signedBy) throw new SignatureError(`${manifest.name}@${manifest.version}: the signature does not verify with any trusted key`);
+    if (!signedBy)
+      throw new SignatureError(
+        `${manifest.name}@${manifest.version}: the signature does not verify with any trusted key`,
+      );
     if (options.extractTo) await save(SIGNATURE_PATH, signature, options.extractTo);
     return { manifest, manifestBytes, id, signed: true, signedBy, ...(kept ? { entries: kept } : {}) };
   }
@@ -232,7 +273,7 @@ async function digest(
       hash.update(chunk);
       inspector?.feed(chunk);
       chunks?.push(chunk);
-      if (out && !out.write(chunk)) await new Promise<void>((resolve) => out?.once("drain", () => resolve()));
+      if (out && !out.write(chunk)) await new Promise<void>((resolve) => out?.once('drain', () => resolve()));
     }
   } finally {
     if (out) {
@@ -249,7 +290,9 @@ function checkGraph(info: OnnxInfo, manifest: Manifest): void {
     throw new PackageIntegrityError(`the manifest's opset/irVersion do not match ${manifest.model.path}`);
   }
   if (!same(info.inputs, manifest.signature.inputs) || !same(info.outputs, manifest.signature.outputs)) {
-    throw new PackageIntegrityError(`the manifest's signature does not match the inputs and outputs of ${manifest.model.path}`);
+    throw new PackageIntegrityError(
+      `the manifest's signature does not match the inputs and outputs of ${manifest.model.path}`,
+    );
   }
 }
 
@@ -259,13 +302,19 @@ function asIntegrityError(err: unknown, label: string): Error {
   if (e?.code === 'ENOENT' || e?.code === 'EISDIR' || e?.code === 'EACCES') {
     return new PackageIntegrityError(`cannot read ${label}: ${e.code}`, { cause: err });
   }
-  if (e?.code === 'EEXIST') return new PackageIntegrityError(`cannot extract ${label}: ${e.message}`, { cause: err });
+  if (e?.code === 'EEXIST')
+    return new PackageIntegrityError(`cannot extract ${label}: ${e.message}`, { cause: err });
   const message = e?.message ?? String(err);
   if (/unexpected end|premature close|truncat/i.test(message)) {
-    return new PackageIntegrityError(`${label} is truncated: the archive ends before its last entry is complete`, { cause: err });
+    return new PackageIntegrityError(
+      `${label} is truncated: the archive ends before its last entry is complete`,
+      { cause: err },
+    );
   }
   if (/invalid tar header|checksum/i.test(message)) {
-    return new PackageIntegrityError(`${label} is not a valid maap package (tar): ${message}`, { cause: err });
+    return new PackageIntegrityError(`${label} is not a valid maap package (tar): ${message}`, {
+      cause: err,
+    });
   }
   return new PackageIntegrityError(`${label} could not be read: ${message}`, { cause: err });
 }

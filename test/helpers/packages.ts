@@ -53,14 +53,16 @@ export async function readEntries(path: string): Promise<RawEntry[]> {
 export async function writeEntries(path: string, entries: RawEntry[]): Promise<void> {
   const archive = tar.pack();
   const chunks: Buffer[] = [];
-  archive.on('data', (c: Buffer) => chunks.push(c));
-  const ended = new Promise((ok) => archive.on('end', ok));
+  archive.on('data', (c: unknown) => {
+    chunks.push(c as Buffer);
+  });
+  const ended = new Promise<void>((ok) => archive.on('end', () => ok()));
   for (const e of entries) {
     const isFile = (e.header.type ?? 'file') === 'file';
     await new Promise<void>((ok, fail) => {
       const cb = (err?: Error | null) => (err ? fail(err) : ok());
       if (isFile) archive.entry({ ...e.header, size: e.data.length }, e.data, cb);
-      else archive.entry({ ...e.header, size: 0 }, cb).end();
+      else archive.entry({ ...e.header, size: 0 }, cb).end(undefined);
     });
   }
   archive.finalize();
@@ -69,6 +71,10 @@ export async function writeEntries(path: string, entries: RawEntry[]): Promise<v
 }
 
 /** Rewrites a package through `transform`, into `out`. */
-export async function rewritePackage(src: string, out: string, transform: (entries: RawEntry[]) => RawEntry[]): Promise<void> {
+export async function rewritePackage(
+  src: string,
+  out: string,
+  transform: (entries: RawEntry[]) => RawEntry[],
+): Promise<void> {
   await writeEntries(out, transform(await readEntries(src)));
 }

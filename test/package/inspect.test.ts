@@ -81,11 +81,15 @@ describe('inspectOnnx refuses', () => {
   });
 
   it('a model that imports no default-domain opset, saying so', async () => {
-    await expect(inspectOnnx(chunked(opsetModel({ 'ai.onnx.ml': 3 }).bytes, 64))).rejects.toThrow(/default \(ai.onnx\) operator set/);
+    await expect(inspectOnnx(chunked(opsetModel({ 'ai.onnx.ml': 3 }).bytes, 64))).rejects.toThrow(
+      /default \(ai.onnx\) operator set/,
+    );
   });
 
   it('a sequence output, with a hint for scikit-learn', async () => {
-    await expect(inspectOnnx(chunked(sequenceOutputModel().bytes, 50))).rejects.toThrow(/not a tensor.*zipmap/);
+    await expect(inspectOnnx(chunked(sequenceOutputModel().bytes, 50))).rejects.toThrow(
+      /not a tensor.*zipmap/,
+    );
   });
 
   it('a map input', async () => {
@@ -100,7 +104,9 @@ describe('inspectOnnx refuses', () => {
   });
 
   it('bytes that are not protobuf at all', async () => {
-    await expect(inspectOnnx(Readable.from([Buffer.from('{"this": "is json, not onnx"}')]))).rejects.toThrow(/not a valid ONNX model/);
+    await expect(inspectOnnx(Readable.from([Buffer.from('{"this": "is json, not onnx"}')]))).rejects.toThrow(
+      /not a valid ONNX model/,
+    );
   });
 
   it('an empty file', async () => {
@@ -110,7 +116,10 @@ describe('inspectOnnx refuses', () => {
   it('a length prefix that overruns its parent message', async () => {
     const bytes = Buffer.from(mlpModel().bytes);
     // field 7 (graph), wire type 2, then a huge length: 0x3a = (7 << 3) | 2
-    const hostile = Buffer.concat([Buffer.from([0x08, 0x08, 0x3a, 0xff, 0xff, 0xff, 0xff, 0x0f]), bytes.subarray(0, 100)]);
+    const hostile = Buffer.concat([
+      Buffer.from([0x08, 0x08, 0x3a, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+      bytes.subarray(0, 100),
+    ]);
     await expect(inspectOnnx(Readable.from([hostile]))).rejects.toThrow(OnnxModelError);
   });
 });

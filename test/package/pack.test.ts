@@ -5,9 +5,15 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OnnxModelError, UsageError } from '../../lib/errors.ts';
 import { generateKeyFiles } from '../../lib/package/sign.ts';
 import { signPackage } from '../../lib/package/sign-package.ts';
-import { verifyPackage } from '../../lib/package/verify.ts';
 import { readManifestFromHead } from '../../lib/package/tar-head.ts';
-import { externalDataModel, identityModel, mlpModel, mlpReference, multiIoModel } from '../fixtures/models.ts';
+import { verifyPackage } from '../../lib/package/verify.ts';
+import {
+  externalDataModel,
+  identityModel,
+  mlpModel,
+  mlpReference,
+  multiIoModel,
+} from '../fixtures/models.ts';
 import { packFixture, readEntries, tempDir } from '../helpers/packages.ts';
 
 let dir: string;
@@ -24,7 +30,12 @@ describe('packModel', () => {
   it('writes maap.json first, then model.onnx, the files, and maap.sig last', async () => {
     const keys = await generateKeyFiles(join(dir, 'k'));
     await writeFile(join(dir, 'vocab.txt'), 'a\nb\n');
-    const result = await packFixture(dir, mlpModel(), { name: 'fraud', version: '1.4.0', files: [join(dir, 'vocab.txt')], signKey: keys.privatePath });
+    const result = await packFixture(dir, mlpModel(), {
+      name: 'fraud',
+      version: '1.4.0',
+      files: [join(dir, 'vocab.txt')],
+      signKey: keys.privatePath,
+    });
     const entries = await readEntries(result.path);
     expect(entries.map((e) => e.header.name)).toEqual(['maap.json', 'model.onnx', 'vocab.txt', 'maap.sig']);
     expect(entries[1]?.data.equals(mlpModel().bytes)).toBe(true);
@@ -45,7 +56,12 @@ describe('packModel', () => {
       lineage: { gitCommit: 'abc123' },
     });
     expect(manifest.signature).toEqual(mlpModel().expected);
-    expect(manifest.model).toMatchObject({ path: 'model.onnx', opset: 17, irVersion: 8, bytes: mlpModel().bytes.length });
+    expect(manifest.model).toMatchObject({
+      path: 'model.onnx',
+      opset: 17,
+      irVersion: 8,
+      bytes: mlpModel().bytes.length,
+    });
     expect(manifest.requires).toEqual({ onnxruntime: '>=1.12.0', opset: 17 });
     expect(manifest.metrics).toEqual({ accuracy: 0.97, auc: 0.99 });
     expect(manifest.lineage).toEqual({ gitCommit: 'abc123', params: { epochs: 3 } });
@@ -113,7 +129,9 @@ describe('packModel', () => {
     await signPackage(packed.path, other.privatePath);
     const names = (await readEntries(packed.path)).map((e) => e.header.name);
     expect(names.filter((n) => n === 'maap.sig')).toHaveLength(1);
-    expect((await verifyPackage(packed.path, { trustedKeys: [other.publicPath] })).signedBy).toBe(other.fingerprint);
+    expect((await verifyPackage(packed.path, { trustedKeys: [other.publicPath] })).signedBy).toBe(
+      other.fingerprint,
+    );
   });
 });
 
@@ -146,30 +164,41 @@ describe('packModel refuses, leaving nothing behind', () => {
 
   it('an example whose data does not fill its shape', async () => {
     const bad = { ...example, request: { inputs: [{ ...example.request.inputs[0], data: [1, 2, 3] }] } };
-    await expect(packFixture(dir, mlpModel(), { example: bad })).rejects.toThrow(/holds 4 values but data has 3/);
+    await expect(packFixture(dir, mlpModel(), { example: bad })).rejects.toThrow(
+      /holds 4 values but data has 3/,
+    );
     await expectNothingWritten();
   });
 
   it('metrics that are not numbers', async () => {
-    await expect(packFixture(dir, mlpModel(), { metrics: { accuracy: 'high' } as never })).rejects.toThrow(/metrics.accuracy/);
+    await expect(packFixture(dir, mlpModel(), { metrics: { accuracy: 'high' } as never })).rejects.toThrow(
+      /metrics.accuracy/,
+    );
     await expectNothingWritten();
   });
 
   it('a metrics file that is not JSON', async () => {
     await writeFile(join(dir, 'metrics.json'), '{accuracy: 0.9');
-    await expect(packFixture(dir, mlpModel(), { metrics: join(dir, 'metrics.json') })).rejects.toThrow(/not valid JSON/);
+    await expect(packFixture(dir, mlpModel(), { metrics: join(dir, 'metrics.json') })).rejects.toThrow(
+      /not valid JSON/,
+    );
     await expectNothingWritten();
   });
 
   it('an extra file with a reserved name', async () => {
     await writeFile(join(dir, 'maap.json'), '{}');
-    await expect(packFixture(dir, mlpModel(), { files: [join(dir, 'maap.json')] })).rejects.toThrow(/reserved/);
+    await expect(packFixture(dir, mlpModel(), { files: [join(dir, 'maap.json')] })).rejects.toThrow(
+      /reserved/,
+    );
     await expectNothingWritten();
   });
 
   it('a signing key that is not Ed25519', async () => {
     const { generateKeyPairSync } = await import('node:crypto');
-    const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({
+      type: 'pkcs8',
+      format: 'pem',
+    }) as string;
     await expect(packFixture(dir, mlpModel(), { signKey: rsa })).rejects.toThrow(/Ed25519/);
     await expectNothingWritten();
   });

@@ -6,7 +6,7 @@ import { OnnxModelError, PackageIntegrityError, SignatureError } from '../../lib
 import { generateKeyFiles } from '../../lib/package/sign.ts';
 import { verifyPackage } from '../../lib/package/verify.ts';
 import { externalDataModel, identityModel, mlpModel } from '../fixtures/models.ts';
-import { packFixture, type RawEntry, readEntries, rewritePackage, tempDir, writeEntries } from '../helpers/packages.ts';
+import { packFixture, type RawEntry, rewritePackage, tempDir, writeEntries } from '../helpers/packages.ts';
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -21,10 +21,19 @@ beforeEach(async () => {
 });
 afterEach(() => cleanup());
 
-const exists = (p: string) => access(p).then(() => true, () => false);
+const exists = (p: string) =>
+  access(p).then(
+    () => true,
+    () => false,
+  );
 
 /** Verifies `path` with extraction on; asserts the error class and message, and that nothing was extracted. */
-async function expectRefused(path: string, errorClass: new (...a: never[]) => Error, message: RegExp, options = {}) {
+async function expectRefused(
+  path: string,
+  errorClass: new (...a: never[]) => Error,
+  message: RegExp,
+  options = {},
+) {
   const error = await verifyPackage(path, { extractTo, ...options }).then(
     () => undefined,
     (e: unknown) => e,
@@ -90,12 +99,18 @@ describe('verifyPackage refuses', () => {
   });
 
   it('a symbolic link', async () => {
-    await edit((e) => [...e, { header: { name: 'link', type: 'symlink', linkname: '/etc/passwd' }, data: Buffer.alloc(0) }]);
+    await edit((e) => [
+      ...e,
+      { header: { name: 'link', type: 'symlink', linkname: '/etc/passwd' }, data: Buffer.alloc(0) },
+    ]);
     await expectRefused(bad, PackageIntegrityError, /"link" is a symbolic link/);
   });
 
   it('a hard link', async () => {
-    await edit((e) => [...e, { header: { name: 'hard', type: 'link', linkname: 'model.onnx' }, data: Buffer.alloc(0) }]);
+    await edit((e) => [
+      ...e,
+      { header: { name: 'hard', type: 'link', linkname: 'model.onnx' }, data: Buffer.alloc(0) },
+    ]);
     await expectRefused(bad, PackageIntegrityError, /hard link/);
   });
 
@@ -109,7 +124,9 @@ describe('verifyPackage refuses', () => {
   });
 
   it('a manifest over the size limit', async () => {
-    await expectRefused(pkg, PackageIntegrityError, /maap.json is \d+ bytes, over the 64-byte limit/, { maxManifestBytes: 64 });
+    await expectRefused(pkg, PackageIntegrityError, /maap.json is \d+ bytes, over the 64-byte limit/, {
+      maxManifestBytes: 64,
+    });
   });
 
   it('a manifest with an unknown field', async () => {
@@ -118,7 +135,10 @@ describe('verifyPackage refuses', () => {
   });
 
   it('a manifest that is not JSON', async () => {
-    await edit((e) => [{ header: { name: 'maap.json' }, data: Buffer.from('{"schemaVersion": 1,') }, ...e.slice(1)]);
+    await edit((e) => [
+      { header: { name: 'maap.json' }, data: Buffer.from('{"schemaVersion": 1,') },
+      ...e.slice(1),
+    ]);
     await expectRefused(bad, PackageIntegrityError, /not valid UTF-8 JSON/);
   });
 
@@ -128,11 +148,18 @@ describe('verifyPackage refuses', () => {
       model.writeUInt8(model.readUInt8(model.length - 1) ^ 0xff, model.length - 1);
       return [e[0] as RawEntry, { header: { name: 'model.onnx' }, data: model }];
     });
-    await expectRefused(bad, PackageIntegrityError, /"model.onnx" has SHA-256 [0-9a-f]{64} but the manifest says/);
+    await expectRefused(
+      bad,
+      PackageIntegrityError,
+      /"model.onnx" has SHA-256 [0-9a-f]{64} but the manifest says/,
+    );
   });
 
   it('an entry whose size differs from the manifest', async () => {
-    await edit((e) => [e[0] as RawEntry, { header: { name: 'model.onnx' }, data: Buffer.concat([(e[1] as RawEntry).data, Buffer.from([0])]) }]);
+    await edit((e) => [
+      e[0] as RawEntry,
+      { header: { name: 'model.onnx' }, data: Buffer.concat([(e[1] as RawEntry).data, Buffer.from([0])]) },
+    ]);
     await expectRefused(bad, PackageIntegrityError, /bytes but the manifest says/);
   });
 
@@ -170,7 +197,9 @@ describe('verifyPackage refuses', () => {
       sig.writeUInt8(sig.readUInt8(0) ^ 1, 0);
       return [...e.slice(0, -1), { header: { name: 'maap.sig' }, data: sig }];
     });
-    await expectRefused(bad, SignatureError, /does not verify with any trusted key/, { trustedKeys: [keys.publicPath] });
+    await expectRefused(bad, SignatureError, /does not verify with any trusted key/, {
+      trustedKeys: [keys.publicPath],
+    });
   });
 
   it('a package signed by a key that is not trusted', async () => {
@@ -182,7 +211,9 @@ describe('verifyPackage refuses', () => {
 
   it('an unsigned package when trusted keys are given', async () => {
     const keys = await generateKeyFiles(join(dir, 'k'));
-    await expectRefused(pkg, SignatureError, /is not signed, and trusted keys were given/, { trustedKeys: [keys.publicPath] });
+    await expectRefused(pkg, SignatureError, /is not signed, and trusted keys were given/, {
+      trustedKeys: [keys.publicPath],
+    });
   });
 
   it('an entry after maap.sig', async () => {

@@ -20,6 +20,7 @@ import {
   type Progress,
   type Registry,
 } from '../../lib/registry/index.ts';
+import { unchangedStream } from '../../lib/registry/transfer.ts';
 import { identityModel, mlpModel } from '../fixtures/models.ts';
 import { packFixture, rewritePackage, tempDir } from '../helpers/packages.ts';
 import { type S3rverHandle, start as startS3rver } from '../helpers/s3rver.ts';
@@ -170,6 +171,15 @@ describe.each(backends)('registry on $label', (backend) => {
   it('refuses a tampered package and writes nothing', async () => {
     await expect(push('tampered')).rejects.toBeInstanceOf(PackageIntegrityError);
     expect(await reg.store.list('')).toEqual([]);
+    expect(await backend.rawFiles(root)).toEqual([]);
+  });
+
+  it('refuses a package that changed after it was verified and writes nothing', async () => {
+    const path = pkg['fraud@1.0.0'] as string;
+    const stale = unchangedStream(path, { sha256: '0'.repeat(64), bytes: (await readFile(path)).length });
+    await expect(reg.store.putIfAbsent('fraud/1.0.0.maap', stale)).rejects.toBeInstanceOf(
+      PackageIntegrityError,
+    );
     expect(await backend.rawFiles(root)).toEqual([]);
   });
 

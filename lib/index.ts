@@ -1,0 +1,5 @@
+export * from './errors.ts';
+export * from './inference/index.ts';
+export * from './onnx/index.ts';
+export * from './package/index.ts';
+export * from './registry/index.ts';

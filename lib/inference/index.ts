@@ -1,0 +1,3 @@
+export * from './codec.ts';
+export * from './datatypes.ts';
+export * from './validate.ts';
