@@ -55,7 +55,7 @@ export class Registry {
     const report = (phase: 'verify' | 'upload') => (transferred: number) =>
       options.onProgress?.({ phase, transferred, total });
 
-    const { verified, sha256, bytes } = await verifyFile(path, {
+    const { verified, identity } = await verifyFile(path, {
       trustedKeys: options.trustedKeys,
       onProgress: report('verify'),
     });
@@ -66,7 +66,7 @@ export class Registry {
         `${name}@${version} already exists in ${this.uri}: versions are immutable, bump the version`,
       );
     if (await this.store.head(key)) throw exists();
-    const written = await this.store.putIfAbsent(key, unchangedStream(path, { sha256, bytes }), {
+    const written = await this.store.putIfAbsent(key, unchangedStream(path, identity), {
       onProgress: report('upload'),
       contentType: 'application/x-tar',
     });
@@ -76,9 +76,8 @@ export class Registry {
       version,
       key,
       registry: this.uri,
-      bytes,
+      bytes: verified.bytes,
       id: verified.id,
-      sha256,
       signed: verified.signed,
     };
   }
@@ -185,7 +184,7 @@ export class Registry {
     const object = await this.store.head(target.key);
     if (!object) throw new NotFoundError(`${name}@${target.version} not found in ${this.uri}`);
     const out = resolvePath(outPath ?? `${name}-${target.version}.maap`);
-    const { verified, sha256, bytes } = await downloadVerified(() => this.store.get(target.key), out, {
+    const { verified, bytes } = await downloadVerified(() => this.store.get(target.key), out, {
       trustedKeys: options.trustedKeys,
       onProgress: (transferred) =>
         options.onProgress?.({ phase: 'download', transferred, total: object.size }),
@@ -203,7 +202,6 @@ export class Registry {
       path: out,
       bytes,
       id: verified.id,
-      sha256,
       signed: verified.signed,
       manifest: verified.manifest,
       ...(target.alias ? { alias: target.alias } : {}),

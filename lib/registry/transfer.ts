@@ -1,6 +1,6 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -9,11 +9,26 @@ import type { Manifest } from '../package/manifest.ts';
 import { type VerifiedPackage, type VerifyOptions, verifyPackage } from '../package/verify.ts';
 import { teeInto } from './io.ts';
 
-/** A package that passed verification, with the SHA-256 and size of exactly the bytes that were verified. */
-export interface VerifiedBytes {
+/** What identifies one state of a file: a write, truncation or replacement changes at least one field. */
+export interface FileIdentity {
+  readonly ino: bigint;
+  readonly size: bigint;
+  readonly mtimeNs: bigint;
+  readonly ctimeNs: bigint;
+}
+
+export async function fileIdentity(path: string): Promise<FileIdentity> {
+  const { ino, size, mtimeNs, ctimeNs } = await stat(path, { bigint: true });
+  return { ino, size, mtimeNs, ctimeNs };
+}
+
+const sameFile = (a: FileIdentity, b: FileIdentity) =>
+  a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
+
+/** A package that passed verification, with the identity of the file state that was verified. */
+export interface VerifiedFile {
   readonly verified: VerifiedPackage;
-  readonly sha256: string;
-  readonly bytes: number;
+  readonly identity: FileIdentity;
 }
 
 export interface VerifyStreamOptions {
@@ -22,36 +37,33 @@ export interface VerifyStreamOptions {
   readonly onProgress?: (transferred: number) => void;
 }
 
-/** Reads a local package once, verifying it and hashing the same bytes. */
-export async function verifyFile(path: string, options: VerifyStreamOptions = {}): Promise<VerifiedBytes> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const verified = await teeInto(
-    createReadStream(path),
-    (chunk) => {
-      hash.update(chunk);
-      bytes += chunk.length;
-      options.onProgress?.(bytes);
-    },
-    (input) => verifyPackage(input, { trustedKeys: options.trustedKeys }),
-  );
-  return { verified, sha256: hash.digest('hex'), bytes };
+/** Verifies a local package, remembering which state of the file was verified. */
+export async function verifyFile(path: string, options: VerifyStreamOptions = {}): Promise<VerifiedFile> {
+  const identity = await fileIdentity(path);
+  const verified = await verifyPackage(path, {
+    trustedKeys: options.trustedKeys,
+    onProgress: options.onProgress,
+  });
+  if (!sameFile(identity, await fileIdentity(path))) {
+    throw new PackageIntegrityError(`${path} changed while it was being verified; nothing was pushed`);
+  }
+  return { verified, identity };
 }
 
 /**
- * The file's bytes as a stream that errors at its very end, before an upload can complete, when they differ
- * from what was verified (the file changed in between): the store then discards the upload.
+ * The file's bytes as a stream that errors at its very end, before an upload can complete, when the file is
+ * no longer the one that was verified (written, truncated or replaced in between): the store then discards
+ * the upload. Hashing the bytes again would cost as much as the verification itself; the file's identity
+ * (inode, size, modification and change times) catches any write through the file system.
  */
-export function unchangedStream(path: string, expected: { sha256: string; bytes: number }): Readable {
+export function unchangedStream(path: string, expected: FileIdentity): Readable {
   async function* read(): AsyncGenerator<Buffer> {
-    const hash = createHash('sha256');
-    let bytes = 0;
-    for await (const chunk of createReadStream(path)) {
-      hash.update(chunk as Buffer);
-      bytes += (chunk as Buffer).length;
+    let bytes = 0n;
+    for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+      bytes += BigInt((chunk as Buffer).length);
       yield chunk as Buffer;
     }
-    if (bytes !== expected.bytes || hash.digest('hex') !== expected.sha256) {
+    if (bytes !== expected.size || !sameFile(expected, await fileIdentity(path))) {
       throw new PackageIntegrityError(`${path} changed while it was being pushed; nothing was pushed`);
     }
   }
@@ -72,7 +84,7 @@ export async function downloadVerified(
   open_: () => Promise<Readable>,
   out: string,
   options: DownloadOptions = {},
-): Promise<VerifiedBytes> {
+): Promise<{ verified: VerifiedPackage; bytes: number }> {
   const temp = join(dirname(out), `.${basename(out)}.${randomBytes(6).toString('hex')}.tmp`);
   const handle = await mkdir(dirname(out), { recursive: true })
     .then(() => open(temp, 'wx'))
@@ -81,13 +93,11 @@ export async function downloadVerified(
     });
   const file = handle.createWriteStream();
   file.on('error', () => {}); // surfaced by drained() and finished()
-  const hash = createHash('sha256');
   let bytes = 0;
   try {
     const verified = await teeInto(
       await open_(),
       async (chunk) => {
-        hash.update(chunk);
         bytes += chunk.length;
         if (!file.write(chunk)) await drained(file);
         options.onProgress?.(bytes);
@@ -99,7 +109,7 @@ export async function downloadVerified(
     options.accept?.(verified.manifest);
     await fsync(temp);
     await rename(temp, out);
-    return { verified, sha256: hash.digest('hex'), bytes };
+    return { verified, bytes };
   } catch (err) {
     file.destroy();
     await unlink(temp).catch(() => {});

@@ -78,8 +78,6 @@ export interface PushResult {
   readonly bytes: number;
   /** Package identity: SHA-256 of the manifest bytes. */
   readonly id: string;
-  /** SHA-256 (hex) of the whole package file. */
-  readonly sha256: string;
   readonly signed: boolean;
 }
 
@@ -90,7 +88,6 @@ export interface PullResult {
   readonly path: string;
   readonly bytes: number;
   readonly id: string;
-  readonly sha256: string;
   readonly signed: boolean;
   readonly manifest: Manifest;
   /** Set when the spec was an alias. */

@@ -1,0 +1,220 @@
+/**
+ * A light S3 reader for cold starts: one SigV4-signed GET (or HEAD) over `node:http(s)`, the body streamed as a
+ * Node Readable. Loading the full AWS SDK costs >100 ms of init on Lambda; reading the one object a predictor
+ * serves needs none of it. Signing is `aws4` (node:crypto, synchronous, no dependencies); credentials, region
+ * and endpoint come from the environment Lambda sets (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+ * `AWS_SESSION_TOKEN`, `AWS_REGION`) or from the endpoint variables maap's registry honours.
+ */
+import type { IncomingMessage, RequestOptions } from 'node:http';
+import { PassThrough, type Readable } from 'node:stream';
+import aws4 from 'aws4';
+import { MaapError, NotFoundError, RegistryError, UsageError } from '../errors.ts';
+
+export interface S3Credentials {
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+  readonly sessionToken?: string;
+}
+
+export interface S3GetConfig {
+  readonly region: string;
+  readonly credentials: S3Credentials;
+  /** An S3-compatible endpoint (`http://127.0.0.1:4568`); addressed path-style. Default: AWS S3 in `region`. */
+  readonly endpoint?: string;
+  /** Socket inactivity timeout. @default 30 000 ms */
+  readonly timeoutMs?: number;
+  /** Tries for 5xx answers and connection failures before any body byte arrived. @default 3 */
+  readonly attempts?: number;
+}
+
+export interface S3Object {
+  /** The object's bytes, streamed. Emits a RegistryError if the connection breaks midway. */
+  readonly body: Readable;
+  /** `Content-Length`, when S3 sent one. */
+  readonly size?: number;
+  readonly etag?: string;
+}
+
+/** Reads the S3 settings from the environment; throws UsageError naming what is missing. */
+export function s3ConfigFromEnv(env: NodeJS.ProcessEnv = process.env): S3GetConfig {
+  const accessKeyId = env.AWS_ACCESS_KEY_ID?.trim();
+  const secretAccessKey = env.AWS_SECRET_ACCESS_KEY?.trim();
+  if (!accessKeyId || !secretAccessKey) {
+    throw new UsageError(
+      'no AWS credentials in the environment: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set (Lambda sets them from the function role)',
+    );
+  }
+  const sessionToken = env.AWS_SESSION_TOKEN?.trim();
+  const endpoint = [env.MAAP_S3_ENDPOINT, env.AWS_ENDPOINT_URL_S3, env.AWS_ENDPOINT_URL]
+    .map((v) => v?.trim())
+    .find((v) => v);
+  return {
+    region: env.AWS_REGION?.trim() || env.AWS_DEFAULT_REGION?.trim() || 'us-east-1',
+    credentials: { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) },
+    ...(endpoint ? { endpoint } : {}),
+  };
+}
+
+/** Streams `s3://bucket/key`. 404 → NotFoundError; 403, wrong region, 5xx, network → RegistryError. */
+export async function s3Get(bucket: string, key: string, config: S3GetConfig): Promise<S3Object> {
+  const uri = `s3://${bucket}/${key}`;
+  const res = await send('GET', bucket, key, config);
+  const body = new PassThrough({ highWaterMark: 1024 * 1024 });
+  let received = 0;
+  res.on('data', (chunk: Buffer) => {
+    received += chunk.length;
+  });
+  res.once('error', (err) => {
+    body.destroy(
+      new RegistryError(`reading ${uri} failed after ${received} bytes: ${err.message}`, { cause: err }),
+    );
+  });
+  // A consumer that stops early (a refused package) must not leave the connection open.
+  body.once('close', () => {
+    if (!res.complete) res.destroy();
+  });
+  res.pipe(body);
+  const length = Number(res.headers['content-length']);
+  return {
+    body,
+    ...(Number.isFinite(length) ? { size: length } : {}),
+    ...(typeof res.headers.etag === 'string' ? { etag: res.headers.etag } : {}),
+  };
+}
+
+/** Whether `s3://bucket/key` exists (HEAD), and its size. */
+export async function s3Head(
+  bucket: string,
+  key: string,
+  config: S3GetConfig,
+): Promise<{ size: number; mtime: Date } | undefined> {
+  try {
+    const res = await send('HEAD', bucket, key, config);
+    res.resume();
+    const modified = res.headers['last-modified'];
+    return { size: Number(res.headers['content-length'] ?? 0), mtime: new Date(modified ?? 0) };
+  } catch (err) {
+    if (err instanceof NotFoundError) return undefined;
+    throw err;
+  }
+}
+
+/** Where a request for `bucket/key` goes: virtual-hosted on AWS, path-style on a custom endpoint. */
+export function s3Url(bucket: string, key: string, config: Pick<S3GetConfig, 'region' | 'endpoint'>): URL {
+  const path = key.split('/').map(encodeRfc3986).join('/');
+  if (config.endpoint) {
+    const base = new URL(config.endpoint);
+    if (base.protocol !== 'http:' && base.protocol !== 'https:') {
+      throw new UsageError(`invalid S3 endpoint "${config.endpoint}": expected http(s)://host[:port]`);
+    }
+    return new URL(`${base.origin}${base.pathname.replace(/\/+$/, '')}/${bucket}/${path}`);
+  }
+  const host = `s3.${config.region}.amazonaws.com`;
+  // Buckets with dots break the TLS wildcard of virtual-hosted names: address them path-style.
+  return bucket.includes('.')
+    ? new URL(`https://${host}/${bucket}/${path}`)
+    : new URL(`https://${bucket}.${host}/${path}`);
+}
+
+async function send(method: 'GET' | 'HEAD', bucket: string, key: string, config: S3GetConfig) {
+  const uri = `s3://${bucket}/${key}`;
+  const attempts = Math.max(1, config.attempts ?? 3);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const res = await request(method, s3Url(bucket, key, config), config);
+      const status = res.statusCode ?? 0;
+      if (status >= 200 && status < 300) return res;
+      const error = await statusError(res, uri, config);
+      if (status < 500 || attempt >= attempts) throw error;
+    } catch (err) {
+      if (err instanceof MaapError) throw err;
+      if (attempt >= attempts) {
+        const where = config.endpoint ?? `S3 in ${config.region}`;
+        throw new RegistryError(`cannot reach ${where} to read ${uri}: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+    }
+    await new Promise((wake) => setTimeout(wake, 100 * 2 ** (attempt - 1)));
+  }
+}
+
+/**
+ * Signs a request for `url` (SigV4, service s3, unsigned payload: S3 checks the body against Content-MD5 or
+ * the checksum headers, not the signature). `now` fixes the signing time (tests).
+ */
+export function signRequest(method: string, url: URL, config: S3GetConfig, now?: Date): RequestOptions {
+  const headers: Record<string, string> = { 'X-Amz-Content-Sha256': 'UNSIGNED-PAYLOAD' };
+  if (now) headers['X-Amz-Date'] = now.toISOString().replace(/[:-]|\.\d{3}/g, '');
+  return aws4.sign(
+    { method, host: url.host, path: url.pathname, service: 's3', region: config.region, headers },
+    config.credentials,
+  );
+}
+
+async function request(method: string, url: URL, config: S3GetConfig): Promise<IncomingMessage> {
+  const https = url.protocol === 'https:';
+  const { request: open } = https ? await import('node:https') : await import('node:http');
+  const timeout = config.timeoutMs ?? 30_000;
+  return new Promise<IncomingMessage>((resolve, reject) => {
+    const req = open({
+      ...signRequest(method, url, config),
+      protocol: url.protocol,
+      hostname: url.hostname,
+      port: url.port || (https ? 443 : 80),
+      agent: false,
+      timeout,
+    });
+    req.once('response', resolve);
+    req.once('error', reject);
+    req.once('timeout', () => req.destroy(new Error(`no answer for ${timeout} ms`)));
+    req.end();
+  });
+}
+
+/** Turns a non-2xx answer into a maap error with S3's code and a hint a person can act on. */
+async function statusError(res: IncomingMessage, uri: string, config: S3GetConfig): Promise<MaapError> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    if (size < 16 * 1024) chunks.push(chunk);
+    size += chunk.length;
+  }
+  const xml = Buffer.concat(chunks).toString('utf8');
+  const code = /<Code>([^<]*)<\/Code>/.exec(xml)?.[1];
+  const message = /<Message>([^<]*)<\/Message>/.exec(xml)?.[1];
+  const status = res.statusCode ?? 0;
+  const detail = `S3 answered ${status}${code ? ` ${code}` : ''}${message ? `: ${message}` : ''}`;
+  if (status === 404) {
+    const what = code === 'NoSuchBucket' ? `the bucket of ${uri} does not exist` : `${uri} not found`;
+    return new NotFoundError(`${what} (${detail})`);
+  }
+  if (status === 403) {
+    const hint =
+      code === 'ExpiredToken' || code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch'
+        ? 'the credentials in the environment are not valid for this endpoint'
+        : `the function's role needs s3:GetObject on ${uri}`;
+    return new RegistryError(`access denied reading ${uri}: ${hint} (${detail})`);
+  }
+  if (
+    status === 301 ||
+    status === 307 ||
+    code === 'PermanentRedirect' ||
+    code === 'AuthorizationHeaderMalformed'
+  ) {
+    const region = res.headers['x-amz-bucket-region'];
+    const where = typeof region === 'string' ? `it is in ${region}` : 'it is in another region';
+    return new RegistryError(
+      `cannot read ${uri} from ${config.region}: ${where}; set AWS_REGION (${detail})`,
+    );
+  }
+  return new RegistryError(`cannot read ${uri}: ${detail}`);
+}
+
+/** RFC 3986 encoding of one path segment (what SigV4 signs for S3). */
+function encodeRfc3986(segment: string): string {
+  return encodeURIComponent(segment).replace(
+    /[!'()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+}
