@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { MaapError } from '../lib/errors.ts';
 import { registerPackageCommands } from './commands/package.ts';
 import { registerRegistryCommands } from './commands/registry.ts';
+import { registerServeCommands } from './commands/serve.ts';
 
 /** Builds the `maap` command line. Exported so that tests can run commands in-process. */
 export function createProgram(): Command {
@@ -14,6 +15,7 @@ export function createProgram(): Command {
     .exitOverride();
   registerPackageCommands(program);
   registerRegistryCommands(program);
+  registerServeCommands(program);
   return program;
 }
 

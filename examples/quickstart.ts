@@ -2,7 +2,9 @@
  * maap's main job on the embedded default, end to end, on a laptop with no cloud account:
  * train a model (examples/fraud-ts) → pack it (signature read from the graph, metrics, example, lineage) →
  * sign it → push it to the local registry (./.maap/registry) → point the `production` alias at it →
- * pull it back by alias, verified against the trusted key. Run it again and it publishes the next version.
+ * pull it back by alias, verified against the trusted key → serve fraud@production on a local HTTP server
+ * (Open Inference Protocol v2) and send it the model's own example request. Run it again and it publishes
+ * the next version.
  *
  *   npm start
  */
@@ -11,9 +13,13 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import semver from 'semver';
 import { MaapError, NotFoundError } from '../lib/errors.ts';
+import { loadModel } from '../lib/inference/model.ts';
 import { packModel } from '../lib/package/pack.ts';
 import { generateKeyFiles } from '../lib/package/sign.ts';
 import { openRegistry } from '../lib/registry/index.ts';
+import { createApp } from '../lib/serving/app.ts';
+import { ModelSlot } from '../lib/serving/host.ts';
+import { startServer } from '../runtime/server.ts';
 import { train } from './fraud-ts/train.ts';
 
 const home = resolve(process.env.MAAP_HOME ?? '.maap');
@@ -97,8 +103,44 @@ async function main() {
       );
     for (const a of model.aliases) console.log(`  ${model.name}@${a.alias} → ${a.version}`);
   }
+
+  step('serve fraud@production on a local server (verified, smoke-tested) and call it over HTTP');
+  const slot = new ModelSlot({ reason: 'loading fraud@production' });
+  const server = await startServer({
+    app: createApp({ models: slot }),
+    port: 0,
+    host: '127.0.0.1',
+    onShutdown: () => slot.close(),
+    handleSignals: false,
+  });
+  try {
+    const model = await loadModel(
+      { registry, ref: 'fraud@production' },
+      { trustedKeys: [`${keyPrefix}.pub`] },
+    );
+    await slot.swap(model);
+    console.log(
+      `  serving fraud@${model.version} at ${server.url}/v2/models/fraud (smoke test ${model.stats.smokeTest})`,
+    );
+    const request = { id: 'quickstart-1', ...packed.manifest.example?.request };
+    const response = await fetch(`${server.url}/v2/models/fraud/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(request),
+    });
+    const body = (await response.json()) as { outputs?: { name: string; data: unknown[] }[]; error?: string };
+    if (!response.ok) throw new Error(`the predictor answered ${response.status}: ${body.error}`);
+    console.log(`  POST /v2/models/fraud/infer → ${response.status}`);
+    for (const output of body.outputs ?? [])
+      console.log(`    ${output.name}: ${JSON.stringify(output.data)}`);
+  } finally {
+    await server.shutdown();
+  }
   await registry.close();
-  console.log('\nNext: npm run maap -- ls, npm run maap -- inspect .maap/work/pulled.maap');
+  console.log('\nNext: npm run maap -- serve fraud@production, then in another shell:');
+  console.log(
+    '  npm run maap -- predict http://127.0.0.1:8080/v2/models/fraud --input .maap/work/example.json',
+  );
 }
 
 main().catch((err) => {

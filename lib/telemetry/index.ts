@@ -1,0 +1,4 @@
+export * from './request-log.ts';
+export * from './request-metrics.ts';
+export * from './request-record.ts';
+export * from './sink.ts';

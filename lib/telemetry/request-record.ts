@@ -1,0 +1,39 @@
+/**
+ * What the serving app reports about each request, and the two consumers of it: the request log (one
+ * structured line per request) and the request metrics (CloudWatch Embedded Metric Format).
+ */
+
+/** Which endpoint a request reached. */
+export type Operation = 'infer' | 'model-metadata' | 'model-ready' | 'health' | 'server-metadata' | 'other';
+
+export interface RequestRecord {
+  /** The `x-request-id` the response carries. */
+  readonly requestId: string;
+  readonly method: string;
+  /** The URL path (truncated to 256 characters). */
+  readonly path: string;
+  readonly status: number;
+  /** From the first byte of the request seen by the app to the response object being ready. */
+  readonly latencyMs: number;
+  readonly operation: Operation;
+  /** The model this server was serving when it answered (never a name taken from the URL). */
+  readonly model?: { readonly name: string; readonly version: string };
+  /** First dimension of the first input, for inference requests that passed validation. */
+  readonly batchSize?: number;
+  /** The message the client received, for 4xx and 5xx answers. */
+  readonly error?: string;
+  /** The exception behind a 5xx answer. */
+  readonly fault?: unknown;
+}
+
+/** One structured log line per request. */
+export interface RequestLog {
+  logRequest(record: RequestRecord): void;
+}
+
+/** Per-request metrics. */
+export interface RequestMetrics {
+  recordRequest(record: RequestRecord): void;
+  /** Publishes what was recorded and not yet published (a no-op when nothing is stored). */
+  flush(): void;
+}

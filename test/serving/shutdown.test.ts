@@ -1,0 +1,184 @@
+/**
+ * Graceful shutdown of the Node server and hot swaps of the model: in-flight requests finish, new connections
+ * are refused, a request stuck past the timeout is cut off, signals shut down and exit.
+ */
+import { request as httpRequest } from 'node:http';
+import * as ort from 'onnxruntime-node';
+import { describe, expect, it } from 'vitest';
+import type { LoadedModel } from '../../lib/inference/model.ts';
+import { loadModel } from '../../lib/inference/model.ts';
+import { mlpModel, mlpReference } from '../fixtures/models.ts';
+import { call, deferred, gateSession, infer, serveFixture } from './harness.ts';
+
+const X = [1, 2, 3, 4];
+const body = { id: 'slow', inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: X }] };
+
+/** A direct run on the model's session (bypassing the model), to see whether the session was released. */
+const rawRun = (model: LoadedModel | undefined) =>
+  (model as LoadedModel).session.run({ x: new ort.Tensor('float32', new Float32Array(4), [1, 4]) });
+
+/** A raw request on its own connection (no keep-alive pool): resolves with status, headers and body. */
+function post(url: string, path: string, payload: unknown) {
+  return new Promise<{ status: number; connection: string | undefined; body: unknown }>((resolve, reject) => {
+    const req = httpRequest(url + path, {
+      method: 'POST',
+      agent: false,
+      headers: { 'content-type': 'application/json' },
+    });
+    req.on('response', (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, body: JSON.parse(text) }),
+      );
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(payload));
+  });
+}
+
+/** Opens a fresh connection: resolves with the error code, or 'connected'. */
+function connect(url: string) {
+  return new Promise<string>((resolve) => {
+    const req = httpRequest(`${url}/v2/health/live`, { agent: false });
+    req.on('response', (res) => {
+      res.resume();
+      resolve('connected');
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    req.end();
+  });
+}
+
+describe('graceful shutdown', () => {
+  it('lets an in-flight request finish, refuses new connections, then runs onShutdown', async () => {
+    const gate = deferred();
+    const entered = deferred();
+    let inner: LoadedModel | undefined;
+    const served = await serveFixture(mlpModel(), {
+      pack: { name: 'mlp' },
+      wrap: (model) => {
+        inner = model;
+        return gateSession(model, gate.promise, entered.resolve);
+      },
+    });
+    const slow = post(served.url, '/v2/models/mlp/infer', body);
+    await entered.promise; // the request is inside the model run
+
+    const stopped = served.running.shutdown();
+    expect(await connect(served.url)).toBe('ECONNREFUSED');
+
+    gate.resolve();
+    const answer = await slow;
+    expect(answer.status).toBe(200);
+    expect(answer.connection).toBe('close');
+    expect(answer.body).toMatchObject({
+      model_name: 'mlp',
+      id: 'slow',
+      outputs: [{ name: 'y', shape: [1, 2] }],
+    });
+    const y = (answer.body as { outputs: { data: number[] }[] }).outputs[0]?.data ?? [];
+    for (const [i, v] of mlpReference(X).entries()) expect(y[i]).toBeCloseTo(v, 5);
+
+    await stopped;
+    expect(served.slot.state()).toEqual({ ready: false, reason: 'the predictor is shutting down' });
+    // onShutdown closed the model: its session is released.
+    await expect(rawRun(inner)).rejects.toThrow(/disposed/);
+    await served.close();
+  });
+
+  it('cuts off a request still running when the timeout expires', async () => {
+    const never = deferred();
+    const entered = deferred();
+    const served = await serveFixture(mlpModel(), {
+      pack: { name: 'mlp' },
+      wrap: (model) => gateSession(model, never.promise, entered.resolve),
+    });
+    // A server with a short shutdown timeout in front of the same app.
+    const { startServer } = await import('../../runtime/server.ts');
+    const { createApp } = await import('../../lib/serving/app.ts');
+    const quiet = { logRequest() {}, recordRequest() {}, flush() {} };
+    const short = await startServer({
+      app: createApp({ models: served.slot, logger: quiet, metrics: quiet }),
+      port: 0,
+      handleSignals: false,
+      shutdownTimeoutMs: 50,
+    });
+    const stuck = post(short.url, '/v2/models/mlp/infer', body);
+    await entered.promise;
+    await short.shutdown();
+    await expect(stuck).rejects.toThrow(/socket hang up|ECONNRESET/);
+    never.resolve();
+    await served.close();
+  });
+
+  it('shuts down and exits 0 on SIGTERM', async () => {
+    const served = await serveFixture(mlpModel(), { pack: { name: 'mlp' } });
+    const { startServer } = await import('../../runtime/server.ts');
+    const { createApp } = await import('../../lib/serving/app.ts');
+    const quiet = { logRequest() {}, recordRequest() {}, flush() {} };
+    const exited = deferred<number>();
+    const shutdownRan = deferred();
+    const listeners = process.listenerCount('SIGTERM');
+    const intListeners = process.listenerCount('SIGINT');
+    const running = await startServer({
+      app: createApp({ models: served.slot, logger: quiet, metrics: quiet }),
+      port: 0,
+      exit: exited.resolve,
+      onShutdown: shutdownRan.resolve,
+    });
+    expect(process.listenerCount('SIGTERM')).toBe(listeners + 1);
+    expect((await call(running.url, 'GET', '/v2/health/live')).status).toBe(200);
+    process.emit('SIGTERM', 'SIGTERM');
+    expect(await exited.promise).toBe(0);
+    await shutdownRan.promise;
+    expect(await connect(running.url)).toBe('ECONNREFUSED');
+    expect(process.listenerCount('SIGTERM')).toBe(listeners);
+    expect(process.listenerCount('SIGINT')).toBe(intListeners);
+    await served.close();
+  });
+});
+
+describe('hot swap', () => {
+  it('moves new requests to the new model while an in-flight one finishes on the old, then closes the old', async () => {
+    const gate = deferred();
+    const entered = deferred();
+    let oldModel: LoadedModel | undefined;
+    const served = await serveFixture(mlpModel(), {
+      pack: { name: 'mlp', version: '1.0.0' },
+      wrap: (model) => {
+        oldModel = model;
+        return gateSession(model, gate.promise, entered.resolve);
+      },
+    });
+    const next = await loadModel(served.pkgPath); // same bytes, loaded again: a distinct session
+    const slow = post(served.url, '/v2/models/mlp/infer', body);
+    await entered.promise;
+
+    const swapped = served.slot.swap(next);
+    const fresh = await infer(served.url, body, '/v2/models/mlp/infer');
+    expect(fresh.status).toBe(200);
+    expect(served.slot.current).toBe(next);
+
+    gate.resolve();
+    expect((await slow).status).toBe(200);
+    await swapped; // the old model closed after its request finished
+    await expect(rawRun(oldModel)).rejects.toThrow(/disposed/);
+    await served.close();
+    await next.close();
+  });
+
+  it('answers 503 with the reason while no model is in service', async () => {
+    const served = await serveFixture(mlpModel(), { pack: { name: 'mlp' } });
+    await served.slot.unload('loading mlp@2.0.0 from the registry');
+    const ready = await call(served.url, 'GET', '/v2/health/ready');
+    expect(ready.status).toBe(503);
+    expect(ready.body).toEqual({ error: 'loading mlp@2.0.0 from the registry' });
+    const answer = await infer(served.url, body, '/v2/models/mlp/infer');
+    expect(answer.status).toBe(503);
+    expect(answer.body.error).toBe('no model is ready: loading mlp@2.0.0 from the registry');
+    expect((await call(served.url, 'GET', '/v2/health/live')).status).toBe(200);
+    await served.close();
+  });
+});
