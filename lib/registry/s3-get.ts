@@ -5,7 +5,7 @@
  * and endpoint come from the environment Lambda sets (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
  * `AWS_SESSION_TOKEN`, `AWS_REGION`) or from the endpoint variables maap's registry honours.
  */
-import type { IncomingMessage, RequestOptions } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { PassThrough, type Readable } from 'node:stream';
 import aws4 from 'aws4';
 import { MaapError, NotFoundError, RegistryError, UsageError } from '../errors.ts';
@@ -139,17 +139,25 @@ async function send(method: 'GET' | 'HEAD', bucket: string, key: string, config:
   }
 }
 
+/** What a signed request carries over the wire. */
+export interface SignedRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Record<string, string>;
+}
+
 /**
  * Signs a request for `url` (SigV4, service s3, unsigned payload: S3 checks the body against Content-MD5 or
  * the checksum headers, not the signature). `now` fixes the signing time (tests).
  */
-export function signRequest(method: string, url: URL, config: S3GetConfig, now?: Date): RequestOptions {
+export function signRequest(method: string, url: URL, config: S3GetConfig, now?: Date): SignedRequest {
   const headers: Record<string, string> = { 'X-Amz-Content-Sha256': 'UNSIGNED-PAYLOAD' };
   if (now) headers['X-Amz-Date'] = now.toISOString().replace(/[:-]|\.\d{3}/g, '');
-  return aws4.sign(
+  const signed = aws4.sign(
     { method, host: url.host, path: url.pathname, service: 's3', region: config.region, headers },
     config.credentials,
   );
+  return { method, path: signed.path ?? url.pathname, headers: signed.headers as Record<string, string> };
 }
 
 async function request(method: string, url: URL, config: S3GetConfig): Promise<IncomingMessage> {

@@ -1,0 +1,131 @@
+/**
+ * The Lambda predictor's core, free of side effects so that tests drive it directly: load the configured model
+ * (in the init phase, from `runtime/lambda/predictor.ts`), put it in a `ModelSlot`, and serve the one predictor
+ * app. A bad or missing model never throws out of the init (Lambda would retry the init and the reason would
+ * drown in retries): the predictor starts anyway, answers readiness with 503 and the reason, and logs why.
+ */
+import type { Logger } from '@aws-lambda-powertools/logger';
+import { handle, type LambdaContext, type LambdaEvent } from 'hono/aws-lambda';
+import type { LoadedModel, LoadOptions } from '../../lib/inference/model.ts';
+import { ModelUnavailableError } from '../../lib/inference/model-errors.ts';
+import { createApp, type PredictorApp } from '../../lib/serving/app.ts';
+import { ModelSlot } from '../../lib/serving/host.ts';
+import { createRequestLog } from '../../lib/telemetry/request-log.ts';
+import { createRequestMetrics, type PowertoolsRequestMetrics } from '../../lib/telemetry/request-metrics.ts';
+import type { LineSink } from '../../lib/telemetry/sink.ts';
+import { loadConfiguredModel, modelConfig } from './load.ts';
+import type { Prefetch } from './prefetch.ts';
+
+export interface PredictorOptions {
+  /** Where MAAP_* and AWS_* settings are read. @default process.env */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Options for `loadModel` (trusted keys, threads, ...). */
+  readonly load?: LoadOptions;
+  /** Receives every log line and EMF document instead of stdout (tests). */
+  readonly sink?: LineSink;
+  /** Largest request body. @default the app's (6 MiB, Lambda's synchronous payload limit) */
+  readonly bodyLimit?: number;
+  /** The package GET started before the heavy modules loaded (see `prefetch.ts`). */
+  readonly prefetch?: Prefetch;
+}
+
+/** How the init went, for logs and tests. */
+export type InitOutcome =
+  | { readonly ready: true; readonly model: LoadedModel; readonly ms: number }
+  | { readonly ready: false; readonly reason: string; readonly error: unknown; readonly ms: number };
+
+export interface Predictor {
+  readonly app: PredictorApp;
+  readonly slot: ModelSlot;
+  readonly logger: Logger;
+  readonly metrics: PowertoolsRequestMetrics;
+  readonly init: InitOutcome;
+}
+
+/** Loads the configured model (never throws) and builds the app around it. */
+export async function createPredictor(options: PredictorOptions = {}): Promise<Predictor> {
+  const env = options.env ?? process.env;
+  const sink = options.sink ? { sink: options.sink } : {};
+  const requestLog = createRequestLog(sink);
+  const metrics = createRequestMetrics({ flush: 'manual', ...sink });
+  const { logger } = requestLog;
+  const slot = new ModelSlot();
+  const started = performance.now();
+  let init: InitOutcome;
+  try {
+    slot.setReason(`loading ${describe(env)}`);
+    const model = await loadConfiguredModel(env, options.load, options.prefetch);
+    await slot.swap(model);
+    init = { ready: true, model, ms: performance.now() - started };
+    logger.info('model loaded', {
+      model: model.name,
+      model_version: model.version,
+      package_id: model.id,
+      signed: model.signed,
+      ...loadStats(model),
+      init_ms: Math.round(init.ms),
+    });
+  } catch (error) {
+    options.prefetch?.discard();
+    const reason = reasonOf(error, env);
+    await slot.unload(reason);
+    init = { ready: false, reason, error, ms: performance.now() - started };
+    if (error instanceof ModelUnavailableError) logger.warn('no model loaded', { reason });
+    else logger.error('no model loaded', { reason, error: error instanceof Error ? error : String(error) });
+  }
+  const app = createApp({
+    models: slot,
+    logger: requestLog,
+    metrics,
+    ...(options.bodyLimit ? { bodyLimit: options.bodyLimit } : {}),
+  });
+  return { app, slot, logger, metrics, init };
+}
+
+export type LambdaHandler = (event: LambdaEvent, context?: LambdaContext) => Promise<unknown>;
+
+/**
+ * The Lambda handler around a predictor: Function URL, API Gateway HTTP API (v2) and REST API (v1) events all go
+ * through the same app (`hono/aws-lambda` tells them apart); the invocation's context enriches the log lines, and
+ * the request's metrics are flushed before the invocation returns.
+ */
+export function lambdaHandler(predictor: Predictor): LambdaHandler {
+  const serve = handle(predictor.app);
+  return async (event, context) => {
+    if (context) predictor.logger.addContext(context as unknown as Parameters<Logger['addContext']>[0]);
+    try {
+      return await serve(event, context);
+    } finally {
+      predictor.metrics.flush();
+    }
+  };
+}
+
+/** `fraud@1.4.0 from s3://bucket/models`, for messages (the raw settings: they may be what is wrong). */
+function describe(env: NodeJS.ProcessEnv): string {
+  const version = env.MAAP_MODEL_VERSION?.trim();
+  return `${env.MAAP_MODEL?.trim() || '(no MAAP_MODEL)'}${version ? `@${version}` : ''} from ${env.MAAP_REGISTRY?.trim() || '(no MAAP_REGISTRY)'}`;
+}
+
+/** The readiness message: what was asked for, and why it is not served. */
+function reasonOf(error: unknown, env: NodeJS.ProcessEnv): string {
+  const message = error instanceof Error ? error.message : String(error);
+  try {
+    modelConfig(env);
+  } catch {
+    return message; // a configuration problem: the message says what to set
+  }
+  return `cannot serve ${describe(env)}: ${message}`;
+}
+
+function loadStats(model: LoadedModel): Record<string, string | number> {
+  const { origin, verifyMs, sessionMs, smokeTest, warmUp, totalMs } = model.stats;
+  return {
+    origin,
+    verify_ms: Math.round(verifyMs),
+    session_ms: Math.round(sessionMs),
+    smoke_test: smokeTest,
+    warm_up: warmUp,
+    load_ms: Math.round(totalMs),
+  };
+}

@@ -1,0 +1,16 @@
+/**
+ * The predictor's Lambda entry point (bundled by `npm run build` into `dist/predictor/index.mjs`, handler
+ * `index.handler`). The model loads in the init phase (top-level await: ESM handlers may await before the
+ * first invocation), from `MAAP_REGISTRY` + `MAAP_MODEL` + `MAAP_MODEL_VERSION`. The init never throws: without
+ * a usable model the function answers readiness with 503 and the reason, which is also logged.
+ *
+ * Start path: the package's S3 GET starts first (one signed request, no AWS SDK); the rest (hono, the verifier,
+ * onnxruntime-node from the layer) loads as a separate chunk while S3 answers.
+ */
+import { prefetchPackage } from './prefetch.ts';
+
+const prefetch = prefetchPackage(process.env);
+const { createPredictor, lambdaHandler } = await import('./core.ts');
+const predictor = await createPredictor({ ...(prefetch ? { prefetch } : {}) });
+
+export const handler = lambdaHandler(predictor);

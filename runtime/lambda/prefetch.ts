@@ -1,0 +1,59 @@
+/**
+ * Starts reading the configured package from S3 before the predictor's heavy modules load, so that the S3 round
+ * trip overlaps their compilation and onnxruntime's native load instead of following them. Light on purpose: it
+ * imports only the signed GET (aws4, node:http) and reads the environment by hand. Anything it cannot handle (a
+ * folder registry, an alias, a range, a missing setting) it leaves to the regular load, which reports it.
+ */
+import type { Readable } from 'node:stream';
+import { type S3Object, s3ConfigFromEnv, s3Get } from '../../lib/registry/s3-get.ts';
+
+/** A GET already in flight for the registry key `key` of registry `uri`. */
+export interface Prefetch {
+  readonly uri: string;
+  readonly key: string;
+  /** Hands over the body (once); later calls, or another key, get `undefined`. */
+  take(uri: string, key: string): Promise<Readable> | undefined;
+  /** Drops the transfer when the load ended without taking it. */
+  discard(): void;
+}
+
+const EXACT_VERSION = /^v?(\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?)$/;
+const S3_URI = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/*(.*?)\/*$/;
+
+/** Starts the GET of `<prefix>/<MAAP_MODEL>/<MAAP_MODEL_VERSION>.maap` when the registry is S3 and the version exact. */
+export function prefetchPackage(env: NodeJS.ProcessEnv = process.env): Prefetch | undefined {
+  const registry = env.MAAP_REGISTRY?.trim() ?? '';
+  const [name = '', inlineSpec] = (env.MAAP_MODEL?.trim() ?? '').split('@');
+  const version = EXACT_VERSION.exec(env.MAAP_MODEL_VERSION?.trim() || inlineSpec || '')?.[1];
+  const location = S3_URI.exec(registry);
+  if (!location || !name || !version) return undefined;
+  const [, bucket = '', prefix = ''] = location;
+  let config: ReturnType<typeof s3ConfigFromEnv>;
+  try {
+    config = s3ConfigFromEnv(env);
+  } catch {
+    return undefined; // the regular load reports the missing credentials
+  }
+  const uri = `s3://${bucket}${prefix ? `/${prefix}` : ''}`;
+  const key = `${name}/${version}.maap`;
+  const object: Promise<S3Object> = s3Get(bucket, prefix ? `${prefix}/${key}` : key, config);
+  object.catch(() => {}); // the taker sees the error; nobody else must
+  let taken = false;
+  return {
+    uri,
+    key,
+    take(wantedUri, wantedKey) {
+      if (taken || wantedUri !== uri || wantedKey !== key) return undefined;
+      taken = true;
+      return object.then((o) => o.body);
+    },
+    discard() {
+      if (taken) return;
+      taken = true;
+      object.then(
+        (o) => o.body.destroy(),
+        () => {},
+      );
+    },
+  };
+}

@@ -1,0 +1,284 @@
+/**
+ * `npm run build`: the Lambda artifacts under `dist/`.
+ *
+ * - `dist/predictor/index.mjs` (+ `chunks/`): the predictor handler, minified ESM (node22): a small entry that
+ *   starts the model's S3 GET, and the rest as a chunk it imports meanwhile. onnxruntime-node stays
+ *   out of it: the bundle loads it with `require` (CommonJS resolution), which searches `NODE_PATH`, where Lambda
+ *   lists `/opt/nodejs/node_modules`. `@aws-sdk/*` stays out too (never on the start path; the runtime has v3).
+ * - `dist/layers/onnxruntime-linux-<arch>/nodejs/node_modules/`: onnxruntime-node and onnxruntime-common with only
+ *   the files that run on that platform (no other OS or architecture, no typings, maps, sources or installer).
+ * - `dist/*.zip` of each, to measure them against Lambda's limits: every archive at most 50 MB zipped (direct
+ *   upload), function plus layer at most 250 MB unzipped. Over a limit, the build fails and says which.
+ */
+import { createWriteStream } from 'node:fs';
+import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { build as esbuild, type Metafile, type Plugin } from 'esbuild';
+import yazl from 'yazl';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const ARCHES = ['x64', 'arm64'] as const;
+export type Arch = (typeof ARCHES)[number];
+export const MB = 1024 * 1024;
+/** Lambda quotas: deployment package and layers unzipped together; each .zip uploaded directly. */
+export const LAMBDA_LIMITS = { unzippedBytes: 250 * MB, zippedBytes: 50 * MB } as const;
+
+/** Loads the layer's packages with `require`, so that Node's CommonJS resolution (and `NODE_PATH`) finds them. */
+export const RUNTIME_FROM_LAYER = ['onnxruntime-node', 'onnxruntime-common'];
+
+/** Defines `require` in the ESM bundle: for the bundled CommonJS dependencies and the layer's packages. */
+const BANNER =
+  "import{createRequire as __maapCreateRequire}from'node:module';const require=__maapCreateRequire(import.meta.url);";
+
+export interface Artifact {
+  readonly name: string;
+  /** The folder that becomes the archive's root. */
+  readonly dir: string;
+  readonly zip: string;
+  readonly bytes: number;
+  readonly zippedBytes: number;
+}
+
+export interface BuildResult {
+  readonly outDir: string;
+  readonly predictor: Artifact;
+  readonly layers: Readonly<Record<Arch, Artifact>>;
+  readonly metafile: Metafile;
+}
+
+export interface BuildOptions {
+  /** @default `<repo>/dist` */
+  readonly outDir?: string;
+  readonly limits?: { readonly unzippedBytes: number; readonly zippedBytes: number };
+  /** Print the size table. @default true */
+  readonly print?: boolean;
+}
+
+/** Resolves the layer's packages to a `require()` the bundle makes at run time, instead of bundling them. */
+const runtimeFromLayer: Plugin = {
+  name: 'maap-runtime-from-layer',
+  setup(b) {
+    const filter = new RegExp(`^(${RUNTIME_FROM_LAYER.join('|')})$`);
+    b.onResolve({ filter }, (args) =>
+      args.namespace === 'layer'
+        ? { path: args.path, external: true }
+        : { path: args.path, namespace: 'layer' },
+    );
+    b.onLoad({ filter: /.*/, namespace: 'layer' }, (args) => ({
+      contents: `try { module.exports = require(${JSON.stringify(args.path)}); } catch (err) {
+  err.message += ${JSON.stringify(`
+(maap: ${args.path} comes from the onnxruntime layer: attach dist/layers/onnxruntime-linux-<arch> matching the function's architecture)`)};
+  throw err;
+}`,
+      loader: 'js',
+    }));
+  },
+};
+
+/**
+ * zod registers English messages by itself and maap never selects another locale: leaving the other 40-odd
+ * locales out halves the bundle, and with it the compile time of every cold start (~1 ms per 10 KB on Lambda).
+ */
+const zodEnglishOnly: Plugin = {
+  name: 'maap-zod-english-only',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ }, (args) => ({
+      contents: "export { default as en } from './en.js';",
+      loader: 'js',
+      resolveDir: dirname(args.path),
+    }));
+  },
+};
+
+/** Bundles the predictor handler. `write: false` only computes it (and its metafile). */
+export async function bundlePredictor(outDir: string, write = true): Promise<Metafile> {
+  const result = await esbuild({
+    absWorkingDir: ROOT,
+    entryPoints: { index: join(ROOT, 'runtime/lambda/predictor.ts') },
+    outdir: join(outDir, 'predictor'),
+    // The entry starts the package GET, then imports the rest as a chunk: S3 answers while that chunk loads.
+    splitting: true,
+    chunkNames: 'chunks/[name]-[hash]',
+    outExtension: { '.js': '.mjs' },
+    bundle: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node22',
+    minify: true,
+    sourcemap: 'external',
+    sourcesContent: false,
+    metafile: true,
+    write,
+    logLevel: 'warning',
+    mainFields: ['module', 'main'],
+    external: ['@aws-sdk/*'],
+    banner: { js: BANNER },
+    plugins: [runtimeFromLayer, zodEnglishOnly],
+  });
+  return result.metafile;
+}
+
+/** Whether a file of an installed onnxruntime package is needed at run time on linux-`arch`. */
+export function keepForLayer(pkg: string, file: string, arch: Arch): boolean {
+  if (file === 'package.json') return true;
+  if (/\.(d\.ts|d\.cts|d\.mts|map|ts|md)$/.test(file)) return false;
+  if (pkg === 'onnxruntime-common') return /^dist\/(cjs|esm)\/[^/]+\.(js|json)$/.test(file);
+  if (file.startsWith('dist/')) return /^dist\/[^/]+\.js$/.test(file);
+  const native = /^bin\/napi-v\d+\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(file);
+  if (!native) return false;
+  const [, os, cpu, name = ''] = native;
+  // GPU execution providers (CUDA, TensorRT) are dead weight on Lambda, which has no GPU.
+  return os === 'linux' && cpu === arch && !/providers_(cuda|tensorrt|rocm|migraphx)/.test(name);
+}
+
+/** Copies onnxruntime-node and onnxruntime-common for linux-`arch` into `<layerDir>/nodejs/node_modules`. */
+export async function assembleLayer(layerDir: string, arch: Arch): Promise<void> {
+  // onnxruntime-common as onnxruntime-node itself resolves it (the copy it would load).
+  const ortNode = await packageDir('onnxruntime-node', join(ROOT, 'package.json'));
+  for (const pkg of RUNTIME_FROM_LAYER) {
+    const from = pkg === 'onnxruntime-node' ? ortNode : await packageDir(pkg, join(ortNode, 'package.json'));
+    const to = join(layerDir, 'nodejs/node_modules', pkg);
+    const files = (await walk(from)).filter((f) => keepForLayer(pkg, f, arch));
+    for (const file of files) {
+      await mkdir(dirname(join(to, file)), { recursive: true });
+      await copyFile(join(from, file), join(to, file));
+    }
+    if (
+      pkg === 'onnxruntime-node' &&
+      !files.some((f) => f.endsWith(`linux/${arch}/onnxruntime_binding.node`))
+    ) {
+      throw new Error(`onnxruntime-node in ${from} has no linux-${arch} binding: reinstall it (npm ci)`);
+    }
+  }
+}
+
+/** The folder of an installed package, as `require` resolves it from `fromFile` (its exports may hide package.json). */
+async function packageDir(pkg: string, fromFile: string): Promise<string> {
+  let dir = dirname(createRequire(fromFile).resolve(pkg));
+  for (;;) {
+    const manifest = await readFile(join(dir, 'package.json'), 'utf8').catch(() => undefined);
+    if (manifest && (JSON.parse(manifest) as { name?: string }).name === pkg) return dir;
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`cannot find the folder of ${pkg} (resolved from ${fromFile})`);
+    dir = parent;
+  }
+}
+
+/** Zips a folder (its content at the archive root) with fixed timestamps: the same input gives the same bytes. */
+export async function zipDir(dir: string, zipPath: string): Promise<number> {
+  const zip = new yazl.ZipFile();
+  const mtime = new Date('2020-01-01T00:00:00Z');
+  for (const file of await walk(dir)) zip.addFile(join(dir, file), file, { mtime, mode: 0o100644 });
+  zip.end();
+  await pipeline(zip.outputStream, createWriteStream(zipPath));
+  return (await stat(zipPath)).size;
+}
+
+/** The problems with a function plus each layer against the limits (empty when everything fits). */
+export function checkLimits(
+  predictor: Pick<Artifact, 'name' | 'bytes' | 'zippedBytes'>,
+  layers: readonly Pick<Artifact, 'name' | 'bytes' | 'zippedBytes'>[],
+  limits: { unzippedBytes: number; zippedBytes: number } = LAMBDA_LIMITS,
+): string[] {
+  const problems: string[] = [];
+  for (const a of [predictor, ...layers]) {
+    if (a.zippedBytes > limits.zippedBytes) {
+      problems.push(`${a.name} is ${mb(a.zippedBytes)} zipped, over the ${mb(limits.zippedBytes)} limit`);
+    }
+  }
+  for (const layer of layers) {
+    const total = predictor.bytes + layer.bytes;
+    if (total > limits.unzippedBytes) {
+      problems.push(
+        `${predictor.name} + ${layer.name} is ${mb(total)} unzipped, over the ${mb(limits.unzippedBytes)} limit`,
+      );
+    }
+  }
+  return problems;
+}
+
+export async function build(options: BuildOptions = {}): Promise<BuildResult> {
+  const outDir = resolve(options.outDir ?? join(ROOT, 'dist'));
+  await mkdir(outDir, { recursive: true });
+  await Promise.all(
+    ['predictor', 'layers', 'predictor.zip', ...ARCHES.map((a) => `onnxruntime-linux-${a}.zip`)].map((p) =>
+      rm(join(outDir, p), { recursive: true, force: true }),
+    ),
+  );
+  const metafile = await bundlePredictor(outDir);
+  await writeFile(join(outDir, 'predictor.meta.json'), JSON.stringify(metafile));
+  const predictor = await artifact('predictor', join(outDir, 'predictor'), join(outDir, 'predictor.zip'));
+  const layers = {} as Record<Arch, Artifact>;
+  await Promise.all(
+    ARCHES.map(async (arch) => {
+      const name = `onnxruntime-linux-${arch}`;
+      const dir = join(outDir, 'layers', name);
+      await assembleLayer(dir, arch);
+      layers[arch] = await artifact(`layer ${name}`, dir, join(outDir, `${name}.zip`));
+    }),
+  );
+  if (options.print !== false) console.log(sizeTable(predictor, Object.values(layers)));
+  const problems = checkLimits(predictor, Object.values(layers), options.limits);
+  if (problems.length > 0)
+    throw new Error(`the Lambda artifacts exceed Lambda's limits:\n  ${problems.join('\n  ')}`);
+  return { outDir, predictor, layers, metafile };
+}
+
+export function sizeTable(predictor: Artifact, layers: readonly Artifact[]): string {
+  const rows: [string, string, string][] = [['artifact', 'unzipped', 'zipped']];
+  for (const a of [predictor, ...layers])
+    rows.push([`${a.name} (${relative(ROOT, a.zip)})`, mb(a.bytes), mb(a.zippedBytes)]);
+  for (const l of layers) {
+    rows.push([
+      `function + ${l.name}`,
+      mb(predictor.bytes + l.bytes),
+      mb(predictor.zippedBytes + l.zippedBytes),
+    ]);
+  }
+  rows.push([
+    'Lambda limits',
+    `${mb(LAMBDA_LIMITS.unzippedBytes)} total`,
+    `${mb(LAMBDA_LIMITS.zippedBytes)} each`,
+  ]);
+  const width = rows.reduce((w, r) => Math.max(w, r[0].length), 0);
+  return rows.map((r) => `${r[0].padEnd(width)}  ${r[1].padStart(14)}  ${r[2].padStart(10)}`).join('\n');
+}
+
+async function artifact(name: string, dir: string, zip: string): Promise<Artifact> {
+  const files = await walk(dir);
+  const sizes = await Promise.all(files.map(async (f) => (await stat(join(dir, f))).size));
+  const zippedBytes = await zipDir(dir, zip);
+  return { name, dir, zip, bytes: sizes.reduce((a, b) => a + b, 0), zippedBytes };
+}
+
+/** Every regular file under `dir`, as sorted `/`-separated relative paths. */
+async function walk(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => relative(dir, join(e.parentPath, e.name)).split(sep).join('/'))
+    .sort();
+}
+
+function mb(bytes: number): string {
+  return `${(bytes / MB).toFixed(2)} MB`;
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  const result = await build();
+  const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  console.log(
+    `built maap ${pkg.version} Lambda artifacts in ${relative(ROOT, result.outDir) || '.'}/ (${Math.round(performance.now() - started)} ms)`,
+  );
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  main().catch((err: unknown) => {
+    console.error(`build failed: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,206 @@
+/**
+ * The built Lambda artifact is self-contained: `npm run build`'s predictor bundle and onnxruntime layer, alone in
+ * an empty folder laid out as Lambda lays them out (`/var/task` + `/opt/nodejs/node_modules`), serve a correct
+ * inference through the handler in a fresh `node` process, with the model in a real S3 API.
+ */
+import { spawn } from 'node:child_process';
+import { cp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Arch, type BuildResult, build, checkLimits, LAMBDA_LIMITS, MB } from '../../scripts/build.ts';
+import { tempDir } from '../helpers/packages.ts';
+import { type S3rverHandle, start as startS3rver } from '../helpers/s3rver.ts';
+import { EVENT_KINDS, type HttpCall, lambdaEvent } from './lambda-events.ts';
+import { EXPECTED, INFER_REQUEST, lambdaEnv, MODEL, publishMlp, VERSION } from './mlp-registry.ts';
+
+const ARCH = process.arch as Arch;
+
+let work: { dir: string; cleanup: () => Promise<void> };
+let s3: S3rverHandle;
+let built: BuildResult;
+/** The fake Lambda filesystem root: `<root>/var/task`, `<root>/opt`. */
+let root: string;
+
+beforeAll(async () => {
+  work = await tempDir('maap-artifact-');
+  // The real build, into a private dist/ (tests running in parallel never share a build folder).
+  [built, s3] = await Promise.all([build({ outDir: join(work.dir, 'dist'), print: false }), startS3rver()]);
+  await publishMlp(s3, work.dir);
+
+  root = join(work.dir, 'lambda');
+  await cp(built.predictor.dir, join(root, 'var/task'), { recursive: true });
+  await cp(built.layers[ARCH].dir, join(root, 'opt'), { recursive: true });
+  await writeFile(join(root, 'driver.mjs'), DRIVER);
+}, 120_000);
+
+afterAll(async () => {
+  await s3?.stop();
+  await work?.cleanup();
+});
+
+/** Imports the handler as Lambda's runtime does, invokes it with each event, reports results and loaded modules. */
+const DRIVER = `
+import { createRequire } from 'node:module';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+const [taskRoot, eventsFile, outFile] = process.argv.slice(2);
+const { handler } = await import(pathToFileURL(taskRoot + '/index.mjs').href);
+const context = {
+  callbackWaitsForEmptyEventLoop: true, functionName: 'maap-predictor', functionVersion: '$LATEST',
+  invokedFunctionArn: 'arn:aws:lambda:eu-west-1:123456789012:function:maap-predictor', memoryLimitInMB: '1024',
+  awsRequestId: '8f507cfc-2ac5-4d4e-9a3b-0d1c2e3f4a5b', logGroupName: '/aws/lambda/maap-predictor',
+  logStreamName: '2026/03/12/[$LATEST]0123456789abcdef', getRemainingTimeInMillis: () => 30000,
+};
+const results = [];
+for (const call of JSON.parse(readFileSync(eventsFile, 'utf8'))) {
+  results.push({ ...call, event: undefined, result: await handler(call.event, context) });
+}
+const modules = Object.keys(createRequire(import.meta.url).cache);
+writeFileSync(outFile, JSON.stringify({ results, modules }));
+`;
+
+/** Runs `node <args>` in `<root>/var/task` with only the environment Lambda would give it. */
+function runNode(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, {
+      cwd: join(root, 'var/task'),
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** What Lambda's Node.js runtime sets (NODE_PATH exactly as on nodejs22.x, rooted in the fake filesystem). */
+function lambdaProcessEnv(extra: Record<string, string>, nodePath = true): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    TZ: ':UTC',
+    LAMBDA_TASK_ROOT: join(root, 'var/task'),
+    LAMBDA_RUNTIME_DIR: join(root, 'var/runtime'),
+    AWS_EXECUTION_ENV: 'AWS_Lambda_nodejs22.x',
+    AWS_LAMBDA_FUNCTION_NAME: 'maap-predictor',
+    AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '1024',
+    AWS_LAMBDA_FUNCTION_VERSION: '$LATEST',
+    ...(nodePath
+      ? {
+          NODE_PATH: [
+            'opt/nodejs/node22/node_modules',
+            'opt/nodejs/node_modules',
+            'var/runtime/node_modules',
+            'var/runtime',
+            'var/task',
+          ]
+            .map((p) => join(root, p))
+            .join(':'),
+        }
+      : {}),
+    ...extra,
+  };
+}
+
+describe('the built Lambda artifact', () => {
+  it(`holds only what runs on linux-${ARCH}, within Lambda limits`, async () => {
+    const files = async (dir: string) =>
+      (await readdir(dir, { recursive: true, withFileTypes: true }))
+        .filter((e) => e.isFile())
+        .map((e) => relative(dir, join(e.parentPath, e.name)).split(sep).join('/'));
+    const handlerFiles = await files(built.predictor.dir);
+    expect(handlerFiles).toContain('index.mjs');
+    expect(handlerFiles.filter((f) => !/^(chunks\/[\w-]+\.mjs|index\.mjs)(\.map)?$/.test(f))).toEqual([]);
+    for (const arch of ['x64', 'arm64'] as const) {
+      const layer = await files(built.layers[arch].dir);
+      const natives = layer.filter((f) => f.includes('/bin/')).sort();
+      expect(natives).toEqual([
+        `nodejs/node_modules/onnxruntime-node/bin/napi-v6/linux/${arch}/libonnxruntime.so.1`,
+        `nodejs/node_modules/onnxruntime-node/bin/napi-v6/linux/${arch}/onnxruntime_binding.node`,
+      ]);
+      expect(layer.filter((f) => /\.(d\.ts|map|ts|md)$|\/script\/|\/lib\//.test(f))).toEqual([]);
+      expect(built.layers[arch].bytes + built.predictor.bytes).toBeLessThan(LAMBDA_LIMITS.unzippedBytes);
+      expect(built.layers[arch].zippedBytes).toBeLessThan(LAMBDA_LIMITS.zippedBytes);
+    }
+    expect(checkLimits(built.predictor, Object.values(built.layers))).toEqual([]);
+    expect(
+      checkLimits(built.predictor, [built.layers.x64], { unzippedBytes: 10 * MB, zippedBytes: 5 * MB }),
+    ).toEqual([
+      expect.stringMatching(/^layer onnxruntime-linux-x64 is .* MB zipped, over the 5\.00 MB limit$/),
+      expect.stringMatching(
+        /^predictor \+ layer onnxruntime-linux-x64 is .* MB unzipped, over the 10\.00 MB limit$/,
+      ),
+    ]);
+  });
+
+  it('serves a correct inference through the handler from a fresh node, model read from S3', async () => {
+    const calls = EVENT_KINDS.flatMap((kind) =>
+      (
+        [
+          ['ready', { method: 'GET', path: '/v2/health/ready' }],
+          ['infer', { method: 'POST', path: `/v2/models/${MODEL}/infer`, body: INFER_REQUEST }],
+        ] as [string, HttpCall][]
+      ).map(([name, call]) => ({
+        kind,
+        name,
+        event: lambdaEvent(kind, { ...call, headers: { 'x-request-id': 'r1' } }),
+      })),
+    );
+    await writeFile(join(root, 'events.json'), JSON.stringify(calls));
+    const out = join(root, 'out.json');
+    const run = await runNode(
+      [join(root, 'driver.mjs'), join(root, 'var/task'), join(root, 'events.json'), out],
+      lambdaProcessEnv(lambdaEnv(s3)),
+    );
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain('"message":"model loaded"');
+
+    const report = JSON.parse(await readFile(out, 'utf8')) as {
+      results: { kind: string; name: string; result: { statusCode: number; body: string } }[];
+      modules: string[];
+    };
+    expect(report.results).toHaveLength(calls.length);
+    for (const { name, result } of report.results) {
+      expect(result.statusCode).toBe(200);
+      if (name === 'ready') expect(JSON.parse(result.body)).toEqual({ ready: true });
+      if (name !== 'infer') continue;
+      const body = JSON.parse(result.body);
+      expect(body).toMatchObject({ model_name: MODEL, model_version: VERSION, id: 'req-1' });
+      expect(body.outputs[0]).toMatchObject({ name: 'y', datatype: 'FP32', shape: [2, 2] });
+      for (const [i, v] of EXPECTED.entries()) expect(body.outputs[0].data[i]).toBeCloseTo(v, 5);
+    }
+    const bodies = new Set(report.results.filter((r) => r.name === 'infer').map((r) => r.result.body));
+    expect(bodies.size).toBe(1);
+    // Every CommonJS module came from the layer; nothing (and no AWS SDK) from anywhere else.
+    expect(report.modules.length).toBeGreaterThan(0);
+    expect(report.modules.filter((m) => !m.startsWith(join(root, 'opt/nodejs/node_modules/')))).toEqual([]);
+    expect(report.modules.some((m) => m.endsWith(`linux/${ARCH}/onnxruntime_binding.node`))).toBe(true);
+  });
+
+  it('finds onnxruntime-node through NODE_PATH only: without it the import fails and says which layer to attach', async () => {
+    const run = await runNode(
+      ['--input-type=module', '-e', `await import(${JSON.stringify(join(root, 'var/task/index.mjs'))})`],
+      lambdaProcessEnv(lambdaEnv(s3), false),
+    );
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toContain("Cannot find module 'onnxruntime-node'");
+    expect(run.stderr).toContain('maap: onnxruntime-node comes from the onnxruntime layer');
+  });
+
+  it('needs require for the layer: a bare ESM import ignores NODE_PATH on stock Node', async () => {
+    // Lambda's own Node.js 18+ builds also search NODE_PATH for ESM; the bundle must not rely on that.
+    await writeFile(join(root, 'var/task/probe.mjs'), "import 'onnxruntime-node';\n");
+    const run = await runNode([join(root, 'var/task/probe.mjs')], lambdaProcessEnv({}));
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toContain('ERR_MODULE_NOT_FOUND');
+  });
+});

@@ -1,0 +1,335 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openRegistry } from '../../lib/registry/open.ts';
+import {
+  createPredictor,
+  type LambdaHandler,
+  lambdaHandler,
+  type Predictor,
+} from '../../runtime/lambda/core.ts';
+import { prefetchPackage } from '../../runtime/lambda/prefetch.ts';
+import { bundlePredictor } from '../../scripts/build.ts';
+import { rewritePackage, tempDir } from '../helpers/packages.ts';
+import { type S3rverHandle, start as startS3rver } from '../helpers/s3rver.ts';
+import { EVENT_KINDS, type EventKind, type HttpCall, lambdaContext, lambdaEvent } from './lambda-events.ts';
+import {
+  EXPECTED,
+  INFER_REQUEST,
+  lambdaEnv,
+  MODEL,
+  PREFIX,
+  packMlp,
+  publishMlp,
+  s3Registry,
+  VERSION,
+} from './mlp-registry.ts';
+
+let s3: S3rverHandle;
+let work: { dir: string; cleanup: () => Promise<void> };
+let folderRegistry: string;
+
+beforeAll(async () => {
+  s3 = await startS3rver();
+  work = await tempDir('maap-lambda-');
+  await publishMlp(s3, work.dir);
+  const registry = s3Registry(s3);
+  await registry.setAlias(MODEL, 'production', VERSION);
+  await registry.close();
+
+  // A tampered package, written straight into the bucket (the registry's push would refuse it).
+  const tampered = join(work.dir, 'tampered.maap');
+  await rewritePackage(await packMlp(join(work.dir), '1.0.1'), tampered, (entries) =>
+    entries.map((e) => {
+      if (e.header.name !== 'model.onnx') return e;
+      const data = Buffer.from(e.data);
+      data[data.length - 1] = (data[data.length - 1] ?? 0) ^ 0xff;
+      return { ...e, data };
+    }),
+  );
+  const client = new S3Client({
+    endpoint: s3.endpoint,
+    region: s3.region,
+    credentials: s3.credentials,
+    forcePathStyle: true,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+  const { readFile } = await import('node:fs/promises');
+  await client.send(
+    new PutObjectCommand({
+      Bucket: s3.bucket,
+      Key: `${PREFIX}/${MODEL}/1.0.1.maap`,
+      Body: await readFile(tampered),
+    }),
+  );
+  client.destroy();
+
+  folderRegistry = join(work.dir, 'registry');
+  await mkdir(join(work.dir, 'folder'), { recursive: true });
+  const folder = openRegistry(folderRegistry);
+  await folder.push(await packMlp(join(work.dir, 'folder')));
+  await folder.close();
+});
+
+afterAll(async () => {
+  await s3?.stop();
+  await work?.cleanup();
+});
+
+async function _readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** A predictor as the entry point makes it: the package GET started first, then the load. */
+async function predictorFor(env: NodeJS.ProcessEnv, options: { prefetch?: boolean } = {}) {
+  const lines: string[] = [];
+  const prefetch = options.prefetch === false ? undefined : prefetchPackage(env);
+  const predictor = await createPredictor({
+    env,
+    sink: (line) => lines.push(line),
+    ...(prefetch ? { prefetch } : {}),
+  });
+  return { predictor, handler: lambdaHandler(predictor), lines };
+}
+
+interface Answer {
+  status: number;
+  contentType: string | undefined;
+  body: Record<string, unknown>;
+}
+
+/** Invokes the handler with `call` shaped as `kind`, and reads the result the way API Gateway would. */
+async function invoke(handler: LambdaHandler, kind: EventKind, call: HttpCall): Promise<Answer> {
+  const event = lambdaEvent(kind, { ...call, headers: { 'x-request-id': 'fixed-id', ...call.headers } });
+  const result = (await handler(event as never, lambdaContext() as never)) as {
+    statusCode: number;
+    body: string;
+    isBase64Encoded: boolean;
+    headers?: Record<string, string>;
+    multiValueHeaders?: Record<string, string[]>;
+  };
+  expect(result.isBase64Encoded).toBe(false);
+  const contentType = result.headers?.['content-type'] ?? result.multiValueHeaders?.['content-type']?.[0];
+  const requestId = result.headers?.['x-request-id'] ?? result.multiValueHeaders?.['x-request-id']?.[0];
+  expect(requestId).toBe('fixed-id');
+  return { status: result.statusCode, contentType, body: JSON.parse(result.body) };
+}
+
+const CALLS: Record<string, HttpCall> = {
+  ready: { method: 'GET', path: '/v2/health/ready' },
+  live: { method: 'GET', path: '/v2/health/live' },
+  metadata: { method: 'GET', path: `/v2/models/${MODEL}` },
+  infer: { method: 'POST', path: `/v2/models/${MODEL}/infer`, body: INFER_REQUEST },
+  inferVersion: {
+    method: 'POST',
+    path: `/v2/models/${MODEL}/versions/${VERSION}/infer`,
+    body: INFER_REQUEST,
+  },
+  unknownModel: { method: 'POST', path: '/v2/models/other/infer', body: INFER_REQUEST },
+  badInput: {
+    method: 'POST',
+    path: `/v2/models/${MODEL}/infer`,
+    body: { inputs: [{ name: 'x', shape: [1, 3], datatype: 'FP32', data: [1, 2, 3] }] },
+  },
+};
+
+function expectMlpOutput(answer: Answer): void {
+  expect(answer.status).toBe(200);
+  expect(answer.body).toMatchObject({ model_name: MODEL, model_version: VERSION, id: 'req-1' });
+  const [output] = answer.body.outputs as {
+    name: string;
+    shape: number[];
+    datatype: string;
+    data: number[];
+  }[];
+  expect(output).toMatchObject({ name: 'y', shape: [2, 2], datatype: 'FP32' });
+  expect(output?.data).toHaveLength(EXPECTED.length);
+  for (const [i, v] of EXPECTED.entries()) expect(output?.data[i]).toBeCloseTo(v, 5);
+}
+
+describe('the Lambda predictor with a model in S3', () => {
+  let ready: { predictor: Predictor; handler: LambdaHandler; lines: string[] };
+  beforeAll(async () => {
+    ready = await predictorFor(lambdaEnv(s3));
+  });
+
+  it('loads the model in init, from one S3 object, verified and smoke-tested', () => {
+    expect(ready.predictor.init.ready).toBe(true);
+    const loaded = ready.lines.map((l) => JSON.parse(l)).find((l) => l.message === 'model loaded');
+    expect(loaded).toMatchObject({
+      level: 'INFO',
+      model: MODEL,
+      model_version: VERSION,
+      origin: `${MODEL}@${VERSION} from s3://${s3.bucket}/${PREFIX}`,
+      smoke_test: 'passed',
+    });
+  });
+
+  it('answers Function URL, HTTP API v2 and REST v1 events through the same app, identically', async () => {
+    const byKind: Record<string, Record<string, Answer>> = {};
+    for (const kind of EVENT_KINDS) {
+      byKind[kind] = {};
+      for (const [name, call] of Object.entries(CALLS))
+        byKind[kind][name] = await invoke(ready.handler, kind, call);
+    }
+    const reference = byKind['function-url'] ?? {};
+    expectMlpOutput(reference.infer as Answer);
+    expectMlpOutput(reference.inferVersion as Answer);
+    expect(reference.ready).toEqual({ status: 200, contentType: 'application/json', body: { ready: true } });
+    expect(reference.live?.status).toBe(200);
+    expect(reference.metadata?.body).toMatchObject({
+      name: MODEL,
+      versions: [VERSION],
+      platform: expect.any(String),
+    });
+    expect(reference.unknownModel?.status).toBe(404);
+    expect(reference.badInput?.status).toBe(400);
+    expect(byKind['http-api-v2']).toEqual(reference);
+    expect(byKind['rest-api-v1']).toEqual(reference);
+  });
+
+  it('logs each request with the invocation context and flushes its metrics before returning', async () => {
+    ready.lines.length = 0;
+    await invoke(ready.handler, 'http-api-v2', CALLS.infer as HttpCall);
+    const parsed = ready.lines.map((l) => JSON.parse(l));
+    const request = parsed.find((l) => l.message === 'request');
+    expect(request).toMatchObject({
+      status: 200,
+      operation: 'infer',
+      request_id: 'fixed-id',
+      function_request_id: lambdaContext().awsRequestId,
+      model: MODEL,
+      batch_size: 2,
+    });
+    const emf = parsed.find((l) => l._aws);
+    expect(emf).toMatchObject({ Requests: 1, model: MODEL, version: VERSION, BatchSize: 2 });
+  });
+
+  it('loads the same without the early GET (prefetch)', async () => {
+    const { predictor, handler } = await predictorFor(lambdaEnv(s3), { prefetch: false });
+    expect(predictor.init.ready).toBe(true);
+    expectMlpOutput(await invoke(handler, 'rest-api-v1', CALLS.infer as HttpCall));
+    await predictor.slot.close();
+  });
+
+  it('reads an alias with one more GET, and a folder registry from its file', async () => {
+    for (const env of [
+      lambdaEnv(s3, 'production'),
+      { MAAP_REGISTRY: folderRegistry, MAAP_MODEL: MODEL, MAAP_MODEL_VERSION: VERSION },
+      { MAAP_REGISTRY: `file://${folderRegistry}`, MAAP_MODEL: `${MODEL}@${VERSION}` },
+    ]) {
+      const { predictor, handler } = await predictorFor(env);
+      expect(predictor.init.ready, JSON.stringify(predictor.init.ready ? '' : predictor.init.reason)).toBe(
+        true,
+      );
+      expectMlpOutput(await invoke(handler, 'function-url', CALLS.infer as HttpCall));
+      await predictor.slot.close();
+    }
+  });
+
+  afterAll(async () => {
+    await ready?.predictor.slot.close();
+  });
+});
+
+describe('the Lambda predictor without a usable model', () => {
+  const cases: { what: string; env: () => NodeJS.ProcessEnv; reason: RegExp; level: string }[] = [
+    {
+      what: 'MAAP_MODEL is not set',
+      env: () => ({ ...lambdaEnv(s3), MAAP_MODEL: '' }),
+      reason: /^no model configured: set MAAP_MODEL/,
+      level: 'WARN',
+    },
+    {
+      what: 'the package is not in the bucket',
+      env: () => lambdaEnv(s3, '9.9.9'),
+      reason:
+        /mlp@9\.9\.9 from s3:\/\/maap-test\/models: s3:\/\/maap-test\/models\/mlp\/9\.9\.9\.maap not found \(S3 answered 404 NoSuchKey/,
+      level: 'ERROR',
+    },
+    {
+      what: 'the package was tampered with',
+      env: () => lambdaEnv(s3, '1.0.1'),
+      reason: /mlp@1\.0\.1 from s3:\/\/maap-test\/models: .*(sha-?256|hash)/i,
+      level: 'ERROR',
+    },
+    {
+      what: 'the credentials are refused',
+      env: () => ({ ...lambdaEnv(s3), AWS_ACCESS_KEY_ID: 'NOBODY' }),
+      reason:
+        /access denied reading s3:\/\/maap-test\/models\/mlp\/1\.0\.0\.maap: the credentials .* \(S3 answered 403 InvalidAccessKeyId/,
+      level: 'ERROR',
+    },
+    {
+      what: 'the version is a range (a listing, which one GET cannot do)',
+      env: () => lambdaEnv(s3, '^1'),
+      reason: /cannot list it: set MAAP_MODEL_VERSION to an exact version or an alias/,
+      level: 'ERROR',
+    },
+    {
+      what: 'there are no credentials at all',
+      env: () => ({ ...lambdaEnv(s3), AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' }),
+      reason: /no AWS credentials in the environment/,
+      level: 'ERROR',
+    },
+  ];
+
+  for (const c of cases) {
+    it(`starts anyway when ${c.what}: readiness 503 with the reason, and the log says why`, async () => {
+      const { predictor, handler, lines } = await predictorFor(c.env());
+      expect(predictor.init.ready).toBe(false);
+      const reason = predictor.init.ready ? '' : predictor.init.reason;
+      expect(reason).toMatch(c.reason);
+      for (const kind of EVENT_KINDS) {
+        const answer = await invoke(handler, kind, CALLS.ready as HttpCall);
+        expect(answer).toEqual({ status: 503, contentType: 'application/json', body: { error: reason } });
+        expect((await invoke(handler, kind, CALLS.live as HttpCall)).status).toBe(200);
+        const infer = await invoke(handler, kind, CALLS.infer as HttpCall);
+        expect(infer.status).toBe(503);
+        expect(infer.body.error).toContain(reason);
+      }
+      const logged = lines.map((l) => JSON.parse(l)).find((l) => l.message === 'no model loaded');
+      expect(logged).toMatchObject({ level: c.level, reason });
+    });
+  }
+});
+
+describe('the predictor bundle', () => {
+  it('keeps the AWS SDK out of the predictor bundle: no @aws-sdk input, no static import of it', async () => {
+    const metafile = await bundlePredictor(join(work.dir, 'bundle'), false);
+    expect(
+      Object.keys(metafile.inputs).filter((p) => p.includes('@aws-sdk') || p.includes('@smithy')),
+    ).toEqual([]);
+    const imports = Object.values(metafile.outputs).flatMap((o) => o.imports);
+    const sdk = imports.filter((i) => i.path.startsWith('@aws-sdk/'));
+    // Only the full registry's lazy `import()`s remain (never taken on the predictor's start path).
+    expect(sdk.every((i) => i.kind === 'dynamic-import' && i.external)).toBe(true);
+    // onnxruntime-node comes from the layer, through require (which honours NODE_PATH).
+    expect(imports.filter((i) => i.path.startsWith('onnxruntime'))).toEqual([
+      { path: 'onnxruntime-node', kind: 'require-call', external: true },
+    ]);
+    // What runs before the package GET starts: the entry and its static imports, none of the heavy modules.
+    const [entry] = Object.entries(metafile.outputs).filter(([, o]) =>
+      o.entryPoint?.endsWith('predictor.ts'),
+    );
+    const first = new Set<string>();
+    const visit = (path: string) => {
+      if (first.has(path)) return;
+      first.add(path);
+      for (const i of metafile.outputs[path]?.imports ?? [])
+        if (i.kind === 'import-statement' && !i.external) visit(i.path);
+    };
+    visit(entry?.[0] ?? '');
+    const inputs = [...first].flatMap((o) => Object.keys(metafile.outputs[o]?.inputs ?? {}));
+    expect(inputs).toContain('lib/registry/s3-get.ts');
+    expect(
+      inputs.filter((i) => /zod|hono|onnxruntime|powertools|tar-stream|lib\/package|lib\/inference/.test(i)),
+    ).toEqual([]);
+    expect(imports.some((i) => i.kind === 'dynamic-import' && !i.external)).toBe(true);
+  });
+});
