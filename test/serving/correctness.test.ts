@@ -6,100 +6,10 @@
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeOutput } from '../../lib/inference/codec.ts';
-import { float64ToFloat16Bits } from '../../lib/inference/datatypes.ts';
 import type { Datatype } from '../../lib/package/manifest.ts';
+import { CASES } from '../fixtures/datatype-cases.ts';
 import { identityModel, MULTI_IO_BIAS, mlpModel, mlpReference, multiIoModel } from '../fixtures/models.ts';
 import { call, infer, type Served, serveFixture } from './harness.ts';
-
-const num = (v: number | string): number =>
-  v === 'NaN' ? Number.NaN : v === 'Infinity' ? Infinity : v === '-Infinity' ? -Infinity : Number(v);
-
-/** Six JSON values per datatype (edge values included) and the onnxruntime tensor they describe. */
-const CASES: Record<
-  Exclude<Datatype, 'BF16'>,
-  { values: (number | string | boolean)[]; tensor: (dims: number[]) => ort.Tensor }
-> = (() => {
-  const t =
-    <T extends ort.Tensor.Type>(type: T, data: ort.Tensor.DataTypeMap[T]) =>
-    (dims: number[]) =>
-      new ort.Tensor(type, data, dims);
-  const c = {} as Record<
-    Exclude<Datatype, 'BF16'>,
-    { values: (number | string | boolean)[]; tensor: (d: number[]) => ort.Tensor }
-  >;
-  const add = (
-    dt: Exclude<Datatype, 'BF16'>,
-    values: (number | string | boolean)[],
-    tensor: (d: number[]) => ort.Tensor,
-  ) => (c[dt] = { values, tensor });
-  let v: (number | string | boolean)[];
-  v = [true, false, true, true, false, false];
-  add(
-    'BOOL',
-    v,
-    t(
-      'bool',
-      Uint8Array.from(v, (b) => (b ? 1 : 0)),
-    ),
-  );
-  v = [0, 1, 127, 128, 254, 255];
-  add('UINT8', v, t('uint8', Uint8Array.from(v as number[])));
-  v = [-128, -1, 0, 1, 64, 127];
-  add('INT8', v, t('int8', Int8Array.from(v as number[])));
-  v = [0, 1, 300, 32768, 65534, 65535];
-  add('UINT16', v, t('uint16', Uint16Array.from(v as number[])));
-  v = [-32768, -1, 0, 1, 1000, 32767];
-  add('INT16', v, t('int16', Int16Array.from(v as number[])));
-  v = [0, 1, 65536, 2147483648, 4294967294, 4294967295];
-  add('UINT32', v, t('uint32', Uint32Array.from(v as number[])));
-  v = [-2147483648, -1, 0, 1, 65536, 2147483647];
-  add('INT32', v, t('int32', Int32Array.from(v as number[])));
-  v = [0, 1, 9007199254740991, '9007199254740993', '18446744073709551615', 42];
-  add(
-    'UINT64',
-    v,
-    t(
-      'uint64',
-      BigUint64Array.from(v, (x) => BigInt(x as number | string)),
-    ),
-  );
-  v = ['-9223372036854775808', -9007199254740991, -1, 0, '9007199254740993', '9223372036854775807'];
-  add(
-    'INT64',
-    v,
-    t(
-      'int64',
-      BigInt64Array.from(v, (x) => BigInt(x as number | string)),
-    ),
-  );
-  v = [0, 1, -2.5, 65504, 'Infinity', 'NaN'];
-  add(
-    'FP16',
-    v,
-    t('float16', Uint16Array.from(v, (x) => float64ToFloat16Bits(num(x as number | string))) as never),
-  );
-  v = [0, 1.5, -3.25, 3.4028234663852886e38, 'NaN', '-Infinity'];
-  add(
-    'FP32',
-    v,
-    t(
-      'float32',
-      Float32Array.from(v, (x) => num(x as number | string)),
-    ),
-  );
-  v = [0, 0.1, -1e308, 5e-324, 'Infinity', 'NaN'];
-  add(
-    'FP64',
-    v,
-    t(
-      'float64',
-      Float64Array.from(v, (x) => num(x as number | string)),
-    ),
-  );
-  v = ['', 'hello', 'héllo wörld', '日本語', '🙂 emoji', 'a"b\\c\n'];
-  add('BYTES', v, t('string', v as string[]));
-  return c;
-})();
 
 describe('identity models: HTTP answers equal a direct session.run, for every datatype but BF16', () => {
   it.each(Object.keys(CASES) as Exclude<Datatype, 'BF16'>[])('%s', async (datatype) => {
