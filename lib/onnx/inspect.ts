@@ -21,6 +21,9 @@ export interface OnnxInfo {
   readonly bytes: number;
 }
 
+/** Largest dimension accepted (2^31 - 1): anything larger is a negative int64 or an absurd tensor. */
+const MAX_DIM = 2 ** 31 - 1;
+
 /** ONNX TensorProto.DataType → Open Inference Protocol datatype. */
 const ELEM_TYPES: Record<number, Datatype> = {
   1: 'FP32',
@@ -45,13 +48,19 @@ const ELEM_TYPES: Record<number, Datatype> = {
  */
 export class OnnxInspector {
   private readonly decoder = new ProtoStreamDecoder(modelSpec);
-  private readonly hash = createHash('sha256');
+  private readonly hash;
   private bytes = 0;
 
-  constructor(private readonly label = 'model.onnx') {}
+  /** `hash: false` when the caller hashes the same bytes itself (the package reader): `sha256` is then ''. */
+  constructor(
+    private readonly label = 'model.onnx',
+    options: { hash?: boolean } = {},
+  ) {
+    this.hash = options.hash === false ? undefined : createHash('sha256');
+  }
 
   feed(chunk: Uint8Array): void {
-    this.hash.update(chunk);
+    this.hash?.update(chunk);
     this.bytes += chunk.length;
     try {
       this.decoder.write(chunk);
@@ -67,7 +76,7 @@ export class OnnxInspector {
     } catch (err) {
       throw this.wrap(err);
     }
-    return { ...describeModel(model, this.label), sha256: this.hash.digest('hex'), bytes: this.bytes };
+    return { ...describeModel(model, this.label), sha256: this.hash?.digest('hex') ?? '', bytes: this.bytes };
   }
 
   private wrap(err: unknown): Error {
@@ -130,6 +139,11 @@ function tensorSpec(value: DecodedMessage, role: 'input' | 'output', label: stri
   if (typeof name !== 'string' || name === '')
     throw new OnnxModelError(`${label}: a graph ${role} has no name`);
   const type = value.type as DecodedMessage | undefined;
+  if (type && Object.keys(type).length > 1) {
+    throw new OnnxModelError(
+      `${label}: ${role} "${name}" declares more than one type (${Object.keys(type).join(', ')})`,
+    );
+  }
   const tensor = type?.tensor as DecodedMessage | undefined;
   if (!tensor) {
     const kind = type ? (Object.keys(type)[0] ?? 'unknown') : 'untyped';
@@ -148,6 +162,12 @@ function tensorSpec(value: DecodedMessage, role: 'input' | 'output', label: stri
   // A missing shape means "any rank": recorded as a single dynamic dimension would be wrong, so refuse it.
   if (!tensor.shape)
     throw new OnnxModelError(`${label}: ${role} "${name}" has no shape; export the model with shapes`);
-  const shape = dims.map((d) => (typeof d.dimValue === 'number' ? d.dimValue : -1));
+  const shape = dims.map((d) => {
+    if (typeof d.dimValue !== 'number') return -1;
+    // dim_value is an int64: a negative one arrives as a huge unsigned varint.
+    if (d.dimValue > MAX_DIM)
+      throw new OnnxModelError(`${label}: ${role} "${name}" has an invalid dimension ${d.dimValue}`);
+    return d.dimValue;
+  });
   return { name, datatype, shape };
 }

@@ -4,18 +4,26 @@
  * (weights, mostly) by byte count without buffering it. Memory stays flat however large the input is.
  */
 
+/** What every field spec has: its name in the decoded object, and how repeats are handled. */
+interface FieldBase {
+  readonly name: string;
+  /** The field is `repeated` in the schema: values are collected in an array (at most `maxItems`). A field
+   * that is not repeated must appear at most once: protobuf would merge a second occurrence, and a reader that
+   * merged differently from onnxruntime would describe a different model than the one that runs. */
+  readonly repeated?: boolean;
+  /** At most this many values of a repeated field are kept. @default 10,000 */
+  readonly maxItems?: number;
+  /** `false`: decode (for `onEnd` checks) but do not keep the value: memory stays flat for nodes, weights. */
+  readonly retain?: boolean;
+}
+
 /** How one field of a message is decoded. */
 export type FieldSpec =
-  | {
-      readonly name: string;
-      readonly kind: 'message';
-      readonly type: () => MessageSpec;
-      readonly repeated?: boolean;
-    }
-  | { readonly name: string; readonly kind: 'varint'; readonly repeated?: boolean }
-  | { readonly name: string; readonly kind: 'string'; readonly repeated?: boolean }
-  /** Records `true` when the field is present, without decoding it. */
-  | { readonly name: string; readonly kind: 'presence' };
+  | (FieldBase & { readonly kind: 'message'; readonly type: () => MessageSpec })
+  | (FieldBase & { readonly kind: 'varint' })
+  | (FieldBase & { readonly kind: 'string' })
+  /** Records `true` when the field is present, without decoding it (repeats allowed). */
+  | (FieldBase & { readonly kind: 'presence' });
 
 export interface MessageSpec {
   readonly name: string;
@@ -31,6 +39,11 @@ export class ProtoFormatError extends Error {}
 
 const MAX_STRING_BYTES = 64 * 1024;
 const MAX_DEPTH = 64;
+const DEFAULT_MAX_ITEMS = 10_000;
+/** Everything a decode keeps (objects, strings) is counted against these: hostile inputs made of millions of
+ * tiny messages must not turn a small file into a huge heap. */
+const MAX_RETAINED_VALUES = 1_000_000;
+const MAX_RETAINED_STRING_BYTES = 16 * 1024 * 1024;
 
 enum State {
   Tag,
@@ -44,6 +57,10 @@ interface Frame {
   readonly spec: MessageSpec;
   readonly value: DecodedMessage;
   readonly end: number;
+  /** Reachable from the root: what this message keeps stays in memory until the decode ends. */
+  readonly attached: boolean;
+  /** Field numbers of the non-repeated fields seen so far in this message. */
+  seen?: Set<number>;
 }
 
 export class ProtoStreamDecoder {
@@ -58,9 +75,11 @@ export class ProtoStreamDecoder {
   private wire = 0;
   private remaining = 0;
   private collected: Buffer[] = [];
+  private retainedValues = 0;
+  private retainedStringBytes = 0;
 
   constructor(rootSpec: MessageSpec) {
-    this.stack = [{ spec: rootSpec, value: this.root, end: Number.POSITIVE_INFINITY }];
+    this.stack = [{ spec: rootSpec, value: this.root, end: Number.POSITIVE_INFINITY, attached: true }];
   }
 
   /** Bytes consumed so far. */
@@ -137,6 +156,7 @@ export class ProtoStreamDecoder {
         this.wire = value % 8;
         if (fieldNo === 0) throw new ProtoFormatError(`field number 0 at offset ${this.pos}`);
         this.field = this.top().spec.fields[fieldNo];
+        if (this.field) this.checkOnce(this.field, fieldNo);
         if (this.field && this.field.kind !== 'varint' && this.wire !== 2) {
           throw new ProtoFormatError(
             `${this.top().spec.name}.${this.field.name} has wire type ${this.wire}, expected 2`,
@@ -164,7 +184,8 @@ export class ProtoStreamDecoder {
             throw new ProtoFormatError(`messages nested deeper than ${MAX_DEPTH} levels`);
           const child: DecodedMessage = {};
           this.assign(child);
-          this.stack.push({ spec: field.type(), value: child, end: this.pos + value });
+          const attached = this.top().attached && field.retain !== false;
+          this.stack.push({ spec: field.type(), value: child, end: this.pos + value, attached });
           this.state = State.Tag;
           this.popEnded();
         } else if (field?.kind === 'string' && value <= MAX_STRING_BYTES) {
@@ -197,12 +218,42 @@ export class ProtoStreamDecoder {
     this.state = State.Skip;
   }
 
+  /** A field that is not repeated may appear once per message. */
+  private checkOnce(field: FieldSpec, fieldNo: number): void {
+    if (field.repeated || field.kind === 'presence') return;
+    const frame = this.top();
+    frame.seen ??= new Set();
+    if (frame.seen.has(fieldNo)) {
+      throw new ProtoFormatError(
+        `${frame.spec.name}.${field.name} appears more than once (offset ${this.pos})`,
+      );
+    }
+    frame.seen.add(fieldNo);
+  }
+
   private assign(value: unknown): void {
     const field = this.field;
-    if (!field) return;
+    if (!field || field.retain === false) return;
+    const attached = this.top().attached;
+    if (attached && ++this.retainedValues > MAX_RETAINED_VALUES) {
+      throw new ProtoFormatError(
+        `more than ${MAX_RETAINED_VALUES} graph values (inputs, dimensions, names): refused`,
+      );
+    }
+    if (attached && typeof value === 'string') {
+      this.retainedStringBytes += value.length;
+      if (this.retainedStringBytes > MAX_RETAINED_STRING_BYTES) {
+        throw new ProtoFormatError(`more than ${MAX_RETAINED_STRING_BYTES} bytes of names: refused`);
+      }
+    }
     const target = this.top().value;
-    if ('repeated' in field && field.repeated) {
+    if (field.repeated) {
       const list = (target[field.name] as unknown[] | undefined) ?? [];
+      if (list.length >= (field.maxItems ?? DEFAULT_MAX_ITEMS)) {
+        throw new ProtoFormatError(
+          `${this.top().spec.name}.${field.name} has more than ${field.maxItems ?? DEFAULT_MAX_ITEMS} entries`,
+        );
+      }
       list.push(value);
       target[field.name] = list;
     } else {

@@ -1,15 +1,23 @@
-import type { DecodedMessage, FieldSpec, MessageSpec } from './proto-stream.ts';
+import type { DecodedMessage, MessageSpec } from './proto-stream.ts';
 
 /**
- * The slice of onnx.proto that maap reads: the graph's inputs and outputs with their types, the opset
- * imports, the producer, and every TensorProto's storage location (to refuse external data). Field numbers
- * are onnx.proto's. Weights (raw_data, float_data, ...) are never named here, so the decoder skips them.
+ * The slice of onnx.proto that maap reads: the main graph's inputs and outputs with their types, initializer
+ * names, the opset imports, the producer, and every TensorProto's storage location (to refuse external data,
+ * wherever the tensor sits: initializers, sparse initializers, Constant attributes, subgraphs, functions,
+ * training graphs). Field numbers are onnx.proto's. Weights (raw_data, float_data, ...) are never named, so
+ * the decoder skips them; nodes, attributes and subgraphs are decoded for their checks and not kept.
  */
 
 /** Thrown by the schema hooks; the inspector turns it into an OnnxModelError. */
 export class ExternalDataError extends Error {}
 
 const TENSOR_DATA_LOCATION_EXTERNAL = 1;
+
+function refuseExternal(value: DecodedMessage): void {
+  if (value.externalData === true || value.dataLocation === TENSOR_DATA_LOCATION_EXTERNAL) {
+    throw new ExternalDataError(typeof value.name === 'string' && value.name ? value.name : '(unnamed)');
+  }
+}
 
 const tensor: MessageSpec = {
   name: 'TensorProto',
@@ -18,18 +26,14 @@ const tensor: MessageSpec = {
     13: { name: 'externalData', kind: 'presence' },
     14: { name: 'dataLocation', kind: 'varint' },
   },
-  onEnd(value: DecodedMessage) {
-    if (value.externalData === true || value.dataLocation === TENSOR_DATA_LOCATION_EXTERNAL) {
-      throw new ExternalDataError(typeof value.name === 'string' && value.name ? value.name : '(unnamed)');
-    }
-  },
+  onEnd: refuseExternal,
 };
 
 const sparseTensor: MessageSpec = {
   name: 'SparseTensorProto',
   fields: {
-    1: { name: 'values', kind: 'message', type: () => tensor },
-    2: { name: 'indices', kind: 'message', type: () => tensor },
+    1: { name: 'values', kind: 'message', type: () => tensor, retain: false },
+    2: { name: 'indices', kind: 'message', type: () => tensor, retain: false },
   },
 };
 
@@ -40,7 +44,7 @@ const dimension: MessageSpec = {
 
 const shape: MessageSpec = {
   name: 'TensorShapeProto',
-  fields: { 1: { name: 'dim', kind: 'message', type: () => dimension, repeated: true } },
+  fields: { 1: { name: 'dim', kind: 'message', type: () => dimension, repeated: true, maxItems: 64 } },
 };
 
 const tensorType: MessageSpec = {
@@ -73,56 +77,47 @@ const valueInfo: MessageSpec = {
 const attribute: MessageSpec = {
   name: 'AttributeProto',
   fields: {
-    5: { name: 't', kind: 'message', type: () => tensor },
-    6: { name: 'g', kind: 'message', type: () => graph },
-    10: { name: 'tensors', kind: 'message', type: () => tensor, repeated: true },
-    11: { name: 'graphs', kind: 'message', type: () => graph, repeated: true },
-    22: { name: 'sparseTensor', kind: 'message', type: () => sparseTensor },
-    23: { name: 'sparseTensors', kind: 'message', type: () => sparseTensor, repeated: true },
+    5: { name: 't', kind: 'message', type: () => tensor, retain: false },
+    6: { name: 'g', kind: 'message', type: () => subgraph, retain: false },
+    10: { name: 'tensors', kind: 'message', type: () => tensor, repeated: true, retain: false },
+    11: { name: 'graphs', kind: 'message', type: () => subgraph, repeated: true, retain: false },
+    22: { name: 'sparseTensor', kind: 'message', type: () => sparseTensor, retain: false },
+    23: { name: 'sparseTensors', kind: 'message', type: () => sparseTensor, repeated: true, retain: false },
   },
 };
 
-// Nodes are descended only to reach tensors and subgraphs inside attributes; nothing of them is kept.
 const node: MessageSpec = {
   name: 'NodeProto',
-  fields: { 5: { name: 'attribute', kind: 'message', type: () => attribute } },
+  fields: { 5: { name: 'attribute', kind: 'message', type: () => attribute, repeated: true, retain: false } },
 };
 
-const ioFields: Record<number, FieldSpec> = {
-  11: { name: 'input', kind: 'message', type: () => valueInfo, repeated: true },
-  12: { name: 'output', kind: 'message', type: () => valueInfo, repeated: true },
-};
+/** What every graph is walked for: tensors (external data) and nodes (their attributes). */
+const graphFields = {
+  1: { name: 'node', kind: 'message', type: () => node, repeated: true, retain: false },
+  5: { name: 'initializer', kind: 'message', type: () => tensor, repeated: true, retain: false },
+  15: { name: 'sparseInitializer', kind: 'message', type: () => sparseTensor, repeated: true, retain: false },
+} as const;
 
-const graph: MessageSpec = {
-  name: 'GraphProto',
-  fields: {
-    1: { name: 'node', kind: 'message', type: () => node },
-    5: { name: 'initializer', kind: 'message', type: () => tensor },
-    15: { name: 'sparseInitializer', kind: 'message', type: () => sparseTensor },
-    ...ioFields,
-  },
-  onEnd(value: DecodedMessage, depth: number) {
-    // Keep initializer names only for the main graph (depth 1 under the model); a subgraph keeps nothing.
-    if (depth > 1) {
-      for (const key of Object.keys(value)) delete value[key];
-    }
-  },
-};
+/** A subgraph (If/Loop/Scan bodies, training graphs): checked, nothing kept. */
+const subgraph: MessageSpec = { name: 'GraphProto', fields: graphFields };
 
-// Initializer names are needed to tell real inputs from IR<4 initializer-inputs: collect them on the side.
-const mainGraphInitializerNames: MessageSpec = {
-  ...graph,
-  fields: {
-    ...graph.fields,
-    5: { name: 'initializer', kind: 'message', type: () => namedTensor, repeated: true },
-  },
-};
-
+/** The tensor of a main-graph initializer: only its name is kept, to tell real inputs from IR<4 ones. */
 const namedTensor: MessageSpec = {
   ...tensor,
-  onEnd(value: DecodedMessage, depth: number) {
-    tensor.onEnd?.(value, depth);
+  onEnd(value: DecodedMessage) {
+    refuseExternal(value);
     for (const key of Object.keys(value)) if (key !== 'name') delete value[key];
+  },
+};
+
+/** The main graph: its inputs, outputs and initializer names are kept. */
+const mainGraph: MessageSpec = {
+  name: 'GraphProto',
+  fields: {
+    ...graphFields,
+    5: { name: 'initializer', kind: 'message', type: () => namedTensor, repeated: true, maxItems: 200_000 },
+    11: { name: 'input', kind: 'message', type: () => valueInfo, repeated: true },
+    12: { name: 'output', kind: 'message', type: () => valueInfo, repeated: true },
   },
 };
 
@@ -133,7 +128,18 @@ const opsetId: MessageSpec = {
 
 const functionProto: MessageSpec = {
   name: 'FunctionProto',
-  fields: { 7: { name: 'node', kind: 'message', type: () => node } },
+  fields: {
+    7: { name: 'node', kind: 'message', type: () => node, repeated: true, retain: false },
+    11: { name: 'attributeProto', kind: 'message', type: () => attribute, repeated: true, retain: false },
+  },
+};
+
+const trainingInfo: MessageSpec = {
+  name: 'TrainingInfoProto',
+  fields: {
+    1: { name: 'initialization', kind: 'message', type: () => subgraph, retain: false },
+    2: { name: 'algorithm', kind: 'message', type: () => subgraph, retain: false },
+  },
 };
 
 export const modelSpec: MessageSpec = {
@@ -142,8 +148,9 @@ export const modelSpec: MessageSpec = {
     1: { name: 'irVersion', kind: 'varint' },
     2: { name: 'producerName', kind: 'string' },
     3: { name: 'producerVersion', kind: 'string' },
-    7: { name: 'graph', kind: 'message', type: () => mainGraphInitializerNames },
-    8: { name: 'opsetImport', kind: 'message', type: () => opsetId, repeated: true },
-    25: { name: 'functions', kind: 'message', type: () => functionProto },
+    7: { name: 'graph', kind: 'message', type: () => mainGraph },
+    8: { name: 'opsetImport', kind: 'message', type: () => opsetId, repeated: true, maxItems: 1000 },
+    20: { name: 'trainingInfo', kind: 'message', type: () => trainingInfo, repeated: true, retain: false },
+    25: { name: 'functions', kind: 'message', type: () => functionProto, repeated: true, retain: false },
   },
 };
