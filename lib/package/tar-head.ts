@@ -1,7 +1,7 @@
 import { PackageIntegrityError } from '../errors.ts';
 import { decodeManifest, MANIFEST_PATH, type Manifest } from './manifest.ts';
+import { BLOCK, parseHeader } from './tar-reader.ts';
 
-const BLOCK = 512;
 /** The largest maap.json a reader accepts. */
 export const DEFAULT_MAX_MANIFEST_BYTES = 1024 * 1024;
 
@@ -14,34 +14,19 @@ export function readManifestFromHead(
   head: Uint8Array,
 ): { manifest: Manifest; manifestBytes: Buffer } | { needed: number } {
   if (head.length < BLOCK) return { needed: BLOCK };
-  const header = Buffer.from(head.buffer, head.byteOffset, BLOCK);
-  if (!validChecksum(header))
-    throw new PackageIntegrityError('not a maap package: the first tar header is corrupt');
-  const name = cString(header, 0, 100);
-  const prefix = cString(header, 345, 155);
-  const type = String.fromCharCode(header[156] ?? 0);
-  if ((prefix ? `${prefix}/${name}` : name) !== MANIFEST_PATH || (type !== '0' && type !== '\0')) {
+  // The same header parser as the full reader: what one accepts, the other does.
+  const header = parseHeader(Buffer.from(head.buffer, head.byteOffset, BLOCK), 0);
+  if (!header || header.name !== MANIFEST_PATH) {
     throw new PackageIntegrityError(
-      `not a maap package: the first entry must be ${MANIFEST_PATH}, found "${name}"`,
+      `not a maap package: the first entry must be ${MANIFEST_PATH}, found "${header?.name ?? '(end of archive)'}"`,
     );
   }
-  const size = Number.parseInt(cString(header, 124, 12).trim() || 'x', 8);
-  if (!Number.isSafeInteger(size) || size > DEFAULT_MAX_MANIFEST_BYTES) {
-    throw new PackageIntegrityError(`${MANIFEST_PATH} declares an invalid or oversized length`);
+  if (header.size > DEFAULT_MAX_MANIFEST_BYTES) {
+    throw new PackageIntegrityError(
+      `${MANIFEST_PATH} is ${header.size} bytes, over the ${DEFAULT_MAX_MANIFEST_BYTES}-byte limit`,
+    );
   }
-  if (head.length < BLOCK + size) return { needed: BLOCK + size };
-  const manifestBytes = Buffer.from(head.subarray(BLOCK, BLOCK + size));
+  if (head.length < BLOCK + header.size) return { needed: BLOCK + header.size };
+  const manifestBytes = Buffer.from(head.subarray(BLOCK, BLOCK + header.size));
   return { manifest: decodeManifest(manifestBytes), manifestBytes };
-}
-
-function cString(buf: Buffer, start: number, length: number): string {
-  const end = buf.indexOf(0, start);
-  return buf.toString('utf8', start, end === -1 || end > start + length ? start + length : end);
-}
-
-function validChecksum(header: Buffer): boolean {
-  const stored = Number.parseInt(cString(header, 148, 8).trim() || 'x', 8);
-  let sum = 8 * 32; // the checksum field itself counts as spaces
-  for (let i = 0; i < BLOCK; i++) if (i < 148 || i >= 156) sum += header[i] as number;
-  return stored === sum;
 }
