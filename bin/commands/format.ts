@@ -21,7 +21,7 @@ export function printManifest(v: VerifiedPackage): void {
   const lines = [
     `${m.name}@${m.version}  (${formatBytes(v.bytes)}, created ${m.createdAt})`,
     `  id        ${v.id}`,
-    `  integrity ok${v.signed ? ', signed' : ', unsigned'}${v.signedBy ? ` by ${v.signedBy}` : ''}`,
+    `  integrity ok, ${v.signedBy ? `signed by ${v.signedBy}` : v.signed ? 'signature present, not checked (maap verify --trusted-key)' : 'unsigned'}`,
     `  model     ${m.model.path}  ${formatBytes(m.model.bytes)}  sha256 ${m.model.sha256.slice(0, 16)}…  opset ${m.model.opset}  ir ${m.model.irVersion}${m.model.producer ? `  by ${m.model.producer}` : ''}`,
     `  requires  onnxruntime ${m.requires.onnxruntime}, opset ${m.requires.opset}${m.requires.memoryMb ? `, ${m.requires.memoryMb} MB` : ''}`,
     '  inputs',

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { packModel } from '../../lib/package/pack.ts';
 import { generateKeyFiles } from '../../lib/package/sign.ts';
 import { signPackage } from '../../lib/package/sign-package.ts';
@@ -18,19 +18,24 @@ export function registerPackageCommands(program: Command): void {
     .option('--out <file>', 'output file (default: <name>-<version>.maap)')
     .option(
       '--example <json>',
-      'smoke test: { "request": { "inputs": [...] }, "outputs": [...], "tolerance"?: {...} }',
+      'smoke test, a file or inline JSON: { "request": { "inputs": [...] }, "outputs": [...], "tolerance"?: {...} }',
     )
-    .option('--metrics <json>', 'training metrics: { "accuracy": 0.97, ... }')
-    .option('--params <json>', 'training parameters, recorded in lineage.params')
-    .option('--labels <json>', 'class names: ["legit", "fraud"]')
-    .option('--stats <json>', 'per-feature training statistics (drift baseline)')
+    .option('--metrics <json>', 'training metrics, a file or inline JSON: { "accuracy": 0.97, ... }')
+    .option('--params <json>', 'training parameters (a file or inline JSON), recorded in lineage.params')
+    .option('--labels <json>', 'class names, a file or inline JSON: ["legit", "fraud"]')
+    .option('--stats <json>', 'per-feature training statistics (a file or inline JSON; the drift baseline)')
     .option('--file <path>', 'another file to ship in the package (repeatable)', collect, [])
     .option('--sign-key <pem>', 'Ed25519 private key to sign the manifest with')
     .option(
       '--requires-onnxruntime <range>',
       'onnxruntime versions able to run the model (default: from the opset)',
     )
-    .option('--memory-mb <n>', 'memory the model needs to run', (v) => Number.parseInt(v, 10))
+    .option('--memory-mb <n>', 'memory the model needs to run', (v) => {
+      const n = Number(v);
+      if (!Number.isSafeInteger(n) || n < 1)
+        throw new InvalidArgumentError('--memory-mb must be a whole number of MB');
+      return n;
+    })
     .option('--json', 'print the result as JSON')
     .action(async (model: string, opts) => {
       const progress = createProgress('pack', 0, { json: opts.json });

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import semver from 'semver';
 import {
@@ -44,7 +45,7 @@ export function registerRegistryCommands(program: Command): void {
         else {
           const size = formatBytes(result.bytes);
           console.log(
-            `pushed ${result.name}@${result.version} to ${result.registry} (${size}, id ${result.id.slice(0, 16)})`,
+            `pushed ${result.name}@${result.version} to ${result.registry} (${size}, ${signature(result)}, id ${result.id.slice(0, 16)})`,
           );
         }
       });
@@ -64,6 +65,9 @@ export function registerRegistryCommands(program: Command): void {
         if (opts.json) print(name === undefined ? models.map(modelJson) : modelJson(models[0] as ModelInfo));
         else if (name === undefined) printModels(models, registry.uri);
         else printVersions(models[0] as ModelInfo);
+        for (const problem of models.flatMap((m) => m.problems)) {
+          process.stderr.write(`maap: warning: skipped ${problem.key}: ${problem.error}\n`);
+        }
       });
     });
 
@@ -93,9 +97,8 @@ export function registerRegistryCommands(program: Command): void {
           print(rest);
         } else {
           const via = result.alias ? ` (alias ${result.alias})` : '';
-          const sig = result.signed ? 'signed' : 'unsigned';
           console.log(
-            `pulled ${name}@${result.version}${via} → ${result.path} (${formatBytes(result.bytes)}, verified, ${sig})`,
+            `pulled ${name}@${result.version}${via} → ${result.path} (${formatBytes(result.bytes)}, verified, ${signature(result)})`,
           );
         }
       });
@@ -210,12 +213,20 @@ function modelJson(model: ModelInfo) {
       aliases: model.aliases.filter((a) => a.version === v.version).map((a) => a.alias),
     })),
     aliases: model.aliases.map(({ alias, version, updatedAt, by }) => ({ alias, version, updatedAt, by })),
+    problems: model.problems,
   };
+}
+
+/** How a transfer's signature stands: checked against a trusted key, present but unchecked, or absent. */
+function signature(result: { signed: boolean; signedBy?: string }): string {
+  if (result.signedBy) return `signed by ${result.signedBy}`;
+  return result.signed ? 'signature not checked: no --trusted-key' : 'unsigned';
 }
 
 function printModels(models: readonly ModelInfo[], uri: string): void {
   if (models.length === 0) {
-    console.log(`no models in ${uri}`);
+    const missing = !uri.startsWith('s3://') && !existsSync(uri);
+    console.log(missing ? `no models: the registry folder ${uri} does not exist yet` : `no models in ${uri}`);
     return;
   }
   const rows = models.map((m) => {

@@ -1,13 +1,14 @@
-import { createHash, type KeyObject, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { createHash, type KeyObject } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { basename, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import semver from 'semver';
 import tar from 'tar-stream';
 import { MaapError, PackageIntegrityError, UsageError } from '../errors.ts';
 import { defaultRuntimeRange } from '../onnx/compat.ts';
 import { inspectOnnx } from '../onnx/inspect.ts';
+import { createAtomicFile } from './atomic-file.ts';
 import { checkExample } from './example.ts';
 import {
   encodeManifest,
@@ -126,10 +127,11 @@ export async function packModel(modelPath: string, options: PackOptions): Promis
   const manifestBytes = encodeManifest(manifest);
 
   const out = resolve(options.out ?? `${options.name}-${options.version}.maap`);
-  const temp = join(dirname(out), `.${basename(out)}.${randomBytes(6).toString('hex')}.tmp`);
+  const file = await createAtomicFile(out);
   try {
     const archive = tar.pack();
-    const written = pipeline(archive, createWriteStream(temp, { flags: 'wx' }));
+    const written = pipeline(archive, file.stream);
+    written.catch(() => {}); // awaited below; a write error must not surface as an unhandled rejection first
     const header = (name: string, size: number) => ({
       name,
       size,
@@ -149,10 +151,9 @@ export async function packModel(modelPath: string, options: PackOptions): Promis
     }
     archive.finalize();
     await written;
-    await fsyncFile(temp);
-    await rename(temp, out);
+    await file.commit();
   } catch (err) {
-    await rm(temp, { force: true });
+    await file.discard();
     throw err instanceof MaapError
       ? err
       : new PackageIntegrityError(`cannot write ${out}: ${(err as Error).message}`, { cause: err });
@@ -185,9 +186,17 @@ async function describeFile(source: string) {
   return { source, path, bytes: s.size, sha256: hash.digest('hex') };
 }
 
-/** Reads a JSON option: a value is used as is, a string is a file path. */
+/** Reads a JSON option: a value is used as is; a string is inline JSON when it starts with `{` or `[`, else a
+ * file path. */
 async function jsonInput<T>(value: string | T, what: string): Promise<T | unknown> {
   if (typeof value !== 'string') return value;
+  if (/^\s*[[{]/.test(value)) {
+    try {
+      return JSON.parse(value);
+    } catch (err) {
+      throw new UsageError(`${what} is not valid JSON: ${(err as Error).message}`);
+    }
+  }
   let text: string;
   try {
     text = await readFile(value, 'utf8');
@@ -238,13 +247,4 @@ async function addFile(
   const after = await stat(path, { bigint: true });
   const same = (['ino', 'size', 'mtimeNs', 'ctimeNs'] as const).every((k) => before[k] === after[k]);
   if (!same) throw new PackageIntegrityError(`${path} changed while it was being packed; pack again`);
-}
-
-async function fsyncFile(path: string) {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }

@@ -1,71 +1,81 @@
 import type { KeyObject } from 'node:crypto';
-import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { createReadStream } from 'node:fs';
+import { resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { MaapError, PackageIntegrityError } from '../errors.ts';
+import { createAtomicFile } from './atomic-file.ts';
 import { SIGNATURE_PATH } from './manifest.ts';
 import { keyFingerprint, loadPrivateKey, signManifest } from './sign.ts';
+import { TarReader } from './tar-reader.ts';
 import { verifyPackage } from './verify.ts';
 
 /**
- * Signs an existing package: verifies it whole, then rewrites it with a fresh maap.sig as the last entry
- * (replacing any earlier signature). The file is replaced atomically; on failure it is left as it was.
+ * Signs an existing package: verifies it whole, then rewrites it as its own bytes up to its signature (or its
+ * end-of-archive marker) followed by a fresh maap.sig and a new marker. Every other byte is unchanged, so the
+ * package identity stays the same. The file is replaced atomically; on failure it is left as it was.
  */
 export async function signPackage(
   path: string,
   key: string | KeyObject,
 ): Promise<{ id: string; signedBy: string }> {
   const privateKey = await loadPrivateKey(key);
-  const verified = await verifyPackage(path);
-  const signature = signManifest(verified.manifestBytes, privateKey);
   const target = resolve(path);
-  const temp = join(dirname(target), `.${basename(target)}.${randomBytes(6).toString('hex')}.tmp`);
+  const verified = await verifyPackage(target);
+  const signature = signManifest(verified.manifestBytes, privateKey);
+  const keep = await bytesBeforeSignature(target);
+  const tail = await signatureEntry(signature, new Date(verified.manifest.createdAt));
+  const file = await createAtomicFile(target);
   try {
-    const extract = tar.extract();
-    const archive = tar.pack();
-    const written = pipeline(archive, createWriteStream(temp, { flags: 'wx' }));
-    const read = pipeline(createReadStream(target), extract);
-    let mtime = new Date();
-    for await (const entry of extract) {
-      const { header } = entry;
-      if (header.name === SIGNATURE_PATH) {
-        entry.resume();
-        continue;
-      }
-      mtime = header.mtime;
-      await new Promise<void>((ok, fail) => {
-        const sink = archive.entry({ ...header, pax: undefined }, (err) => (err ? fail(err) : ok()));
-        entry.pipe(sink);
-      });
-    }
-    await read;
+    await pipeline(createReadStream(target, { start: 0, end: keep - 1 }), file.stream, { end: false });
     await new Promise<void>((ok, fail) =>
-      archive.entry(
-        {
-          name: SIGNATURE_PATH,
-          size: signature.length,
-          mode: 0o644,
-          mtime,
-          uid: 0,
-          gid: 0,
-          uname: '',
-          gname: '',
-        },
-        signature,
-        (err) => (err ? fail(err) : ok()),
-      ),
+      file.stream.end(tail, (err?: Error | null) => (err ? fail(err) : ok())),
     );
-    archive.finalize();
-    await written;
-    await rename(temp, target);
+    await file.commit();
   } catch (err) {
-    await rm(temp, { force: true });
+    await file.discard();
     throw err instanceof MaapError
       ? err
       : new PackageIntegrityError(`cannot sign ${path}: ${(err as Error).message}`, { cause: err });
   }
   return { id: verified.id, signedBy: keyFingerprint(privateKey) };
+}
+
+/** Where the package's signature entry starts, or else its end-of-archive marker. */
+async function bytesBeforeSignature(path: string): Promise<number> {
+  const reader = new TarReader();
+  let end = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+    for (const event of reader.write(chunk as Buffer)) {
+      if (event.kind === 'entry' && event.header.name === SIGNATURE_PATH) return event.header.offset;
+      if (event.kind === 'entry-end') end = event.end;
+    }
+  }
+  reader.end();
+  // After the last entry's data: round up to its padding, where the end-of-archive marker begins.
+  return Math.ceil(end / 512) * 512;
+}
+
+/** The maap.sig entry (header, data, padding) and the end-of-archive marker, as maap pack writes them. */
+async function signatureEntry(signature: Buffer, mtime: Date): Promise<Buffer> {
+  const archive = tar.pack();
+  const chunks: Buffer[] = [];
+  archive.on('data', (chunk: unknown) => {
+    chunks.push(chunk as Buffer);
+  });
+  const ended = new Promise<void>((ok) => archive.on('end', () => ok()));
+  const header = {
+    name: SIGNATURE_PATH,
+    size: signature.length,
+    mode: 0o644,
+    mtime,
+    uid: 0,
+    gid: 0,
+    uname: '',
+    gname: '',
+  };
+  await new Promise<void>((ok, fail) => archive.entry(header, signature, (err) => (err ? fail(err) : ok())));
+  archive.finalize();
+  await ended;
+  return Buffer.concat(chunks);
 }

@@ -23,7 +23,8 @@ export interface TarHeader {
 export type TarEvent =
   | { readonly kind: 'entry'; readonly header: TarHeader }
   | { readonly kind: 'data'; readonly chunk: Buffer }
-  | { readonly kind: 'entry-end' };
+  /** `end`: the byte offset just after the entry's data (its padding follows). */
+  | { readonly kind: 'entry-end'; readonly end: number };
 
 const TYPES: Record<string, string> = {
   '1': 'a hard link',
@@ -186,7 +187,7 @@ export class TarReader {
   }
 
   private endData(events: TarEvent[]): void {
-    events.push({ kind: 'entry-end' });
+    events.push({ kind: 'entry-end', end: this.offset });
     const pad = (BLOCK - (this.offset % BLOCK)) % BLOCK;
     this.remaining = pad;
     this.state = pad ? State.Padding : State.Header;

@@ -4,7 +4,10 @@ import { NotFoundError, RegistryError } from '../errors.ts';
 import { mapLimit, readAll } from './io.ts';
 import { checkAliasName, isAliasName } from './ref.ts';
 import type { ObjectInfo, Store } from './store.ts';
-import type { AliasDocument, AliasRecord, AliasUpdate } from './types.ts';
+import type { AliasDocument, AliasRecord, AliasUpdate, ListingProblem } from './types.ts';
+
+/** An alias object whose content is not an alias document. */
+export class AliasDocumentError extends RegistryError {}
 
 const aliasDocument = z.object({
   version: z.string().min(1),
@@ -35,9 +38,12 @@ export class AliasBook {
     try {
       parsed = aliasDocument.parse(JSON.parse(raw.toString('utf8')));
     } catch (err) {
-      throw new RegistryError(`alias ${name}@${alias} in ${this.store.uri} is not a valid alias document`, {
-        cause: err,
-      });
+      throw new AliasDocumentError(
+        `alias ${name}@${alias} in ${this.store.uri} is not a valid alias document`,
+        {
+          cause: err,
+        },
+      );
     }
     return { name, alias, version: parsed.version, updatedAt: parsed.updatedAt, by: parsed.by };
   }
@@ -58,7 +64,11 @@ export class AliasBook {
   }
 
   /** Every alias of a model, sorted by alias name. `objects` may carry a listing already made. */
-  async list(name: string, objects?: readonly ObjectInfo[]): Promise<AliasRecord[]> {
+  async list(
+    name: string,
+    objects?: readonly ObjectInfo[],
+    problems?: ListingProblem[],
+  ): Promise<AliasRecord[]> {
     const prefix = `${name}/aliases/`;
     const listing = objects ?? (await this.store.list(prefix));
     const aliases = listing
@@ -69,6 +79,10 @@ export class AliasBook {
     const records = await mapLimit(aliases, 8, (alias) =>
       this.get(name, alias).catch((err) => {
         if (err instanceof NotFoundError) return undefined; // removed since the listing
+        if (problems && err instanceof AliasDocumentError) {
+          problems.push({ key: `${prefix}${alias}.json`, error: err.message });
+          return undefined;
+        }
         throw err;
       }),
     );

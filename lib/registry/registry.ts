@@ -13,6 +13,7 @@ import { downloadVerified, unchangedStream, verifyFile } from './transfer.ts';
 import type {
   AliasRecord,
   AliasUpdate,
+  ListingProblem,
   ModelInfo,
   PullResult,
   PushResult,
@@ -79,6 +80,7 @@ export class Registry {
       bytes: verified.bytes,
       id: verified.id,
       signed: verified.signed,
+      ...(verified.signedBy ? { signedBy: verified.signedBy } : {}),
     };
   }
 
@@ -98,9 +100,18 @@ export class Registry {
     const names = [...byModel.keys()].sort();
     return mapLimit(names, 4, async (model) => {
       const entries = (byModel.get(model) ?? []).sort((a, b) => semver.compare(a.version, b.version));
-      const versions = await mapLimit(entries, 8, (e) => this.describe(model, e.version, e.object));
-      const aliases = await this.aliasBook.list(model, objects);
-      return { name: model, versions, aliases };
+      const problems: ListingProblem[] = [];
+      // One unreadable object must not hide the rest of the registry: it is reported, and skipped.
+      const described = await mapLimit(entries, 8, (e) =>
+        this.describe(model, e.version, e.object).catch((err: unknown) => {
+          if (!(err instanceof PackageIntegrityError)) throw err;
+          problems.push({ key: e.object.key, error: err.message });
+          return undefined;
+        }),
+      );
+      const versions = described.filter((v): v is VersionInfo => v !== undefined);
+      const aliases = await this.aliasBook.list(model, objects, problems);
+      return { name: model, versions, aliases, problems };
     });
   }
 
@@ -203,6 +214,7 @@ export class Registry {
       bytes,
       id: verified.id,
       signed: verified.signed,
+      ...(verified.signedBy ? { signedBy: verified.signedBy } : {}),
       manifest: verified.manifest,
       ...(target.alias ? { alias: target.alias } : {}),
     };
@@ -238,7 +250,15 @@ export class Registry {
     let length = HEAD_BYTES;
     for (;;) {
       const head = await readAll(await this.store.get(key, { range: { start: 0, end: length - 1 } }));
-      const parsed = readManifestFromHead(head);
+      let parsed: ReturnType<typeof readManifestFromHead>;
+      try {
+        parsed = readManifestFromHead(head);
+      } catch (err) {
+        if (err instanceof PackageIntegrityError) {
+          throw new PackageIntegrityError(`${key} in ${this.uri}: ${err.message}`, { cause: err });
+        }
+        throw err;
+      }
       if ('manifest' in parsed) return parsed;
       if (head.length < length || parsed.needed <= head.length || parsed.needed > MAX_HEAD_BYTES) {
         throw new PackageIntegrityError(

@@ -108,7 +108,10 @@ export async function downloadVerified(
     await finished(file);
     options.accept?.(verified.manifest);
     await fsync(temp);
-    await rename(temp, out);
+    await rename(temp, out).catch((err: NodeJS.ErrnoException) => {
+      const why = err.code === 'EISDIR' ? 'it is a folder: give a file path' : (err.code ?? err.message);
+      throw new UsageError(`cannot write ${out}: ${why}`, { cause: err });
+    });
     return { verified, bytes };
   } catch (err) {
     file.destroy();

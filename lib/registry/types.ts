@@ -25,6 +25,14 @@ export interface ModelInfo {
   readonly name: string;
   readonly versions: readonly VersionInfo[];
   readonly aliases: readonly AliasRecord[];
+  /** Stored objects that could not be read (a corrupt package or alias document): listed, not fatal. */
+  readonly problems: readonly ListingProblem[];
+}
+
+/** An object a listing skipped, and why. */
+export interface ListingProblem {
+  readonly key: string;
+  readonly error: string;
 }
 
 /** The content of `<name>/aliases/<alias>.json`. */
@@ -78,7 +86,10 @@ export interface PushResult {
   readonly bytes: number;
   /** Package identity: SHA-256 of the manifest bytes. */
   readonly id: string;
+  /** A `maap.sig` entry is present. It was checked only when trusted keys were given: see `signedBy`. */
   readonly signed: boolean;
+  /** Fingerprint of the trusted key whose signature verified. */
+  readonly signedBy?: string;
 }
 
 export interface PullResult {
@@ -88,7 +99,10 @@ export interface PullResult {
   readonly path: string;
   readonly bytes: number;
   readonly id: string;
+  /** A `maap.sig` entry is present. It was checked only when trusted keys were given: see `signedBy`. */
   readonly signed: boolean;
+  /** Fingerprint of the trusted key whose signature verified. */
+  readonly signedBy?: string;
   readonly manifest: Manifest;
   /** Set when the spec was an alias. */
   readonly alias?: string;

@@ -120,7 +120,11 @@ describe('packModel', () => {
     expect((await stat(keys.privatePath)).mode & 0o777).toBe(0o600);
     const packed = await packFixture(dir, mlpModel());
     expect((await verifyPackage(packed.path)).signed).toBe(false);
+    const unsigned = await readFile(packed.path);
     const { signedBy } = await signPackage(packed.path, keys.privatePath);
+    // Every byte before the end-of-archive marker is kept; the signature entry follows them.
+    const signed = await readFile(packed.path);
+    expect(signed.subarray(0, unsigned.length - 1024).equals(unsigned.subarray(0, unsigned.length - 1024))).toBe(true);
     const verified = await verifyPackage(packed.path, { trustedKeys: [keys.publicPath] });
     expect(verified).toMatchObject({ signed: true, signedBy: keys.fingerprint, id: packed.id });
     expect(signedBy).toBe(keys.fingerprint);
@@ -140,6 +144,13 @@ describe('packModel refuses, leaving nothing behind', () => {
     const files = await readdir(dir);
     expect(files.filter((f) => f.endsWith('.maap') || f.endsWith('.tmp'))).toEqual([]);
   }
+
+  it('an output folder that does not exist, saying so', async () => {
+    await expect(packFixture(dir, mlpModel(), { out: join(dir, 'nope', 'x.maap') })).rejects.toThrow(
+      /cannot write .*x.maap: the folder .*nope does not exist/,
+    );
+    await expectNothingWritten();
+  });
 
   it('a bad name', async () => {
     await expect(packFixture(dir, mlpModel(), { name: 'Fraud_Model' })).rejects.toThrow(UsageError);

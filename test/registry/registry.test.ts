@@ -167,6 +167,21 @@ describe.each(backends)('registry on $label', (backend) => {
     expect(await readFile(pulled.path)).toEqual(await readFile(pkg['fraud@1.0.0'] as string));
   });
 
+  it('lists the rest of a model when one stored object is unreadable, naming it', async () => {
+    await push('fraud@1.0.0');
+    await reg.store.putIfAbsent('fraud/2.0.0.maap', Readable.from([Buffer.alloc(2048, 7)]));
+    await reg.store.put('fraud/aliases/broken.json', '{"version": 1}');
+    const [model] = await reg.list('fraud');
+    expect(model?.versions.map((v) => v.version)).toEqual(['1.0.0']);
+    expect(model?.problems.map((p) => p.key).sort()).toEqual([
+      'fraud/2.0.0.maap',
+      'fraud/aliases/broken.json',
+    ]);
+    expect(model?.problems.find((p) => p.key === 'fraud/2.0.0.maap')?.error).toMatch(
+      /fraud\/2.0.0.maap in .*corrupt tar header/,
+    );
+  });
+
   it('refuses a tampered package and writes nothing', async () => {
     await expect(push('tampered')).rejects.toBeInstanceOf(PackageIntegrityError);
     expect(await reg.store.list('')).toEqual([]);
