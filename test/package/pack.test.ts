@@ -124,7 +124,9 @@ describe('packModel', () => {
     const { signedBy } = await signPackage(packed.path, keys.privatePath);
     // Every byte before the end-of-archive marker is kept; the signature entry follows them.
     const signed = await readFile(packed.path);
-    expect(signed.subarray(0, unsigned.length - 1024).equals(unsigned.subarray(0, unsigned.length - 1024))).toBe(true);
+    expect(
+      signed.subarray(0, unsigned.length - 1024).equals(unsigned.subarray(0, unsigned.length - 1024)),
+    ).toBe(true);
     const verified = await verifyPackage(packed.path, { trustedKeys: [keys.publicPath] });
     expect(verified).toMatchObject({ signed: true, signedBy: keys.fingerprint, id: packed.id });
     expect(signedBy).toBe(keys.fingerprint);

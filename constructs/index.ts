@@ -1,0 +1,2 @@
+export * from './model-registry.ts';
+export * from './registry-defaults.ts';
