@@ -10,12 +10,23 @@ import { MODEL_PATH } from '../package/manifest.ts';
 import { type VerifiedPackage, verifyPackage } from '../package/verify.ts';
 import type { ModelRef } from '../registry/ref.ts';
 import { parseModelRef } from '../registry/ref.ts';
-import type { Registry } from '../registry/registry.ts';
+import type { Store } from '../registry/store.ts';
+import type { Resolved } from '../registry/types.ts';
+
+/**
+ * What loading a model needs from a registry: resolve a spec to a key, read that key. A `Registry` is one; the
+ * Lambda predictor passes a lighter one that resolves pinned versions without loading the registry code.
+ */
+export interface PackageRegistry {
+  readonly uri: string;
+  readonly store: Pick<Store, 'get'>;
+  resolve(name: string, spec?: string): Promise<Resolved>;
+}
 
 /** A registry reference: `fraud`, `fraud@1.4.0`, `fraud@^2`, `fraud@production`, in a registry (URI or opened). */
 export interface RegistrySource {
-  /** An opened registry, or its URI (`s3://bucket/prefix`, `file:///path`, a folder; see `openRegistry`). */
-  readonly registry: Registry | string;
+  /** An opened registry (a `Registry`), or its URI (`s3://bucket/prefix`, `file:///path`, a folder). */
+  readonly registry: PackageRegistry | string;
   readonly ref: string | ModelRef;
 }
 
@@ -52,25 +63,31 @@ async function fromRegistry(
   options: { keepInMemory: true; trustedKeys?: readonly (string | KeyObject)[] },
 ): Promise<PackageInMemory> {
   const ref = typeof source.ref === 'string' ? parseModelRef(source.ref) : source.ref;
+  if (typeof source.registry !== 'string') return fromOpened(source.registry, ref, options);
   // Loaded only for a registry URI: callers that pass an opened registry (the Lambda loader) never need it.
-  const registry =
-    typeof source.registry === 'string'
-      ? (await import('../registry/open.ts')).openRegistry(source.registry)
-      : source.registry;
+  const registry = (await import('../registry/open.ts')).openRegistry(source.registry);
   try {
-    const target = await registry.resolve(ref.name, ref.spec);
-    const verified = await verifyPackage(await registry.store.get(target.key), options);
-    const { name, version } = verified.manifest;
-    if (name !== target.name || version !== target.version) {
-      throw new PackageIntegrityError(
-        `${target.key} in ${registry.uri} holds ${name}@${version}, not ${target.name}@${target.version}`,
-      );
-    }
-    const via = target.alias ? ` (alias ${target.alias})` : '';
-    return inMemory(verified, `${name}@${version}${via} from ${registry.uri}`);
+    return await fromOpened(registry, ref, options);
   } finally {
-    if (typeof source.registry === 'string') await registry.close();
+    await registry.close();
   }
+}
+
+async function fromOpened(
+  registry: PackageRegistry,
+  ref: ModelRef,
+  options: { keepInMemory: true; trustedKeys?: readonly (string | KeyObject)[] },
+): Promise<PackageInMemory> {
+  const target = await registry.resolve(ref.name, ref.spec);
+  const verified = await verifyPackage(await registry.store.get(target.key), options);
+  const { name, version } = verified.manifest;
+  if (name !== target.name || version !== target.version) {
+    throw new PackageIntegrityError(
+      `${target.key} in ${registry.uri} holds ${name}@${version}, not ${target.name}@${target.version}`,
+    );
+  }
+  const via = target.alias ? ` (alias ${target.alias})` : '';
+  return inMemory(verified, `${name}@${version}${via} from ${registry.uri}`);
 }
 
 function inMemory(verified: VerifiedPackage, origin: string): PackageInMemory {

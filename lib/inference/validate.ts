@@ -8,7 +8,7 @@
  * empty means every output of the model; a name listed twice (input or output) is refused.
  */
 import type * as ort from 'onnxruntime-node';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { InferenceRequestError } from '../errors.ts';
 import { DATATYPES, type TensorSpec } from '../package/manifest.ts';
 import { type DecodeLimits, decodeInput } from './codec.ts';
@@ -35,31 +35,32 @@ const parameters = z.record(
 );
 const name = z
   .string({ error: 'must be a string' })
-  .min(1, 'must not be empty')
-  .max(256, 'must be at most 256 characters');
+  .check(z.minLength(1, 'must not be empty'), z.maxLength(256, 'must be at most 256 characters'));
 
 const requestInput = z.strictObject({
   name,
   shape: z
-    .array(z.number({ error: 'must be a number' }).int('must be an integer'), {
+    .array(z.number({ error: 'must be a number' }).check(z.int('must be an integer')), {
       error: 'must be an array of integers',
     })
-    .max(64, 'must have at most 64 dimensions'),
+    .check(z.maxLength(64, 'must have at most 64 dimensions')),
   datatype: z.enum(DATATYPES, { error: `must be one of ${DATATYPES.join(', ')}` }),
-  parameters: parameters.optional(),
+  parameters: z.optional(parameters),
   data: z.custom<unknown[]>((v) => Array.isArray(v), 'must be an array (flat or nested, row-major)'),
 });
 
-const requestOutput = z.strictObject({ name, parameters: parameters.optional() });
+const requestOutput = z.strictObject({ name, parameters: z.optional(parameters) });
 
 const inferenceRequest = z.strictObject(
   {
-    id: z.string({ error: 'must be a string' }).max(256, 'must be at most 256 characters').optional(),
-    parameters: parameters.optional(),
+    id: z.optional(
+      z.string({ error: 'must be a string' }).check(z.maxLength(256, 'must be at most 256 characters')),
+    ),
+    parameters: z.optional(parameters),
     inputs: z
       .array(requestInput, { error: 'must be an array of input tensors' })
-      .min(1, 'must list at least one input'),
-    outputs: z.array(requestOutput, { error: 'must be an array of {name}' }).optional(),
+      .check(z.minLength(1, 'must list at least one input')),
+    outputs: z.optional(z.array(requestOutput, { error: 'must be an array of {name}' })),
   },
   {
     error: (iss) => (iss.code === 'unrecognized_keys' ? undefined : 'the request body must be a JSON object'),
@@ -73,7 +74,7 @@ function fieldPath(path: readonly PropertyKey[]): string {
   return s || '(request)';
 }
 
-function formatZodError(error: z.ZodError): string {
+function formatZodError(error: z.core.$ZodError): string {
   const issues = error.issues.slice(0, 5).map((i) => `${fieldPath(i.path)}: ${i.message}`);
   const more = error.issues.length > 5 ? ` (and ${error.issues.length - 5} more)` : '';
   return `invalid inference request: ${issues.join('; ')}${more}`;

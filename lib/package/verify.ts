@@ -200,13 +200,17 @@ async function readEntries(
       throw new PackageIntegrityError(`entry "${name}" is ${size} bytes, over the ${maxEntry}-byte limit`);
     if (size !== want.bytes)
       throw new PackageIntegrityError(`entry "${name}" is ${size} bytes but the manifest says ${want.bytes}`);
-    const inspector = name === manifest.model.path ? new OnnxInspector(name) : undefined;
-    const chunks = kept ? ([] as Buffer[]) : undefined;
+    // The entry's bytes are hashed here once; the inspector only decodes them (it skips weights without copying).
+    const inspector = name === manifest.model.path ? new OnnxInspector(name, { hash: false }) : undefined;
+    // Kept entries go straight into one buffer of the size the header declared (checked against the manifest
+    // above): no list of chunks, no second copy, and the buffer's pages are first touched while the bytes arrive.
+    const into = kept ? allocateEntry(name, size) : undefined;
     const sha256 = await digest(
+      name,
       entry,
       options.extractTo ? join(options.extractTo, name) : undefined,
       inspector,
-      chunks,
+      into,
     );
     if (sha256 !== want.sha256) {
       throw new PackageIntegrityError(
@@ -214,7 +218,7 @@ async function readEntries(
       );
     }
     if (inspector) checkGraph(inspector.finish(), manifest);
-    if (kept && chunks) kept.set(name, Buffer.concat(chunks, size));
+    if (kept && into) kept.set(name, into);
   }
 
   if (!manifest || !manifestBytes) throw new PackageIntegrityError('the archive is empty: no maap.json');
@@ -255,13 +259,30 @@ async function save(name: string, data: Buffer, dir: string | undefined): Promis
   await writeFile(join(dir, name), data, { flag: 'wx' });
 }
 
+function allocateEntry(name: string, size: number): Buffer {
+  try {
+    return Buffer.allocUnsafeSlow(size);
+  } catch (err) {
+    throw new PackageIntegrityError(`entry "${name}" is ${size} bytes: too large to keep in memory`, {
+      cause: err,
+    });
+  }
+}
+
+/**
+ * Streams one entry through SHA-256 (and the ONNX inspector, the extraction file, and the `into` buffer when
+ * given); returns the hex digest. `into` must be exactly the entry's size: it is filled completely or this throws,
+ * so that no uninitialised byte of it is ever handed out.
+ */
 async function digest(
+  name: string,
   entry: AsyncIterable<unknown>,
   outPath: string | undefined,
   inspector: OnnxInspector | undefined,
-  chunks: Buffer[] | undefined,
+  into: Buffer | undefined,
 ): Promise<string> {
   const hash = createHash('sha256');
+  let filled = 0;
   let out: ReturnType<typeof createWriteStream> | undefined;
   if (outPath) {
     await mkdir(dirname(outPath), { recursive: true });
@@ -272,7 +293,12 @@ async function digest(
       const chunk = data as Buffer;
       hash.update(chunk);
       inspector?.feed(chunk);
-      chunks?.push(chunk);
+      if (into) {
+        if (filled + chunk.length > into.length)
+          throw new PackageIntegrityError(`entry "${name}" holds more bytes than its header says`);
+        into.set(chunk, filled);
+      }
+      filled += chunk.length;
       if (out && !out.write(chunk)) await new Promise<void>((resolve) => out?.once('drain', () => resolve()));
     }
   } finally {
@@ -281,6 +307,8 @@ async function digest(
       await finished(out);
     }
   }
+  if (into && filled !== into.length)
+    throw new PackageIntegrityError(`entry "${name}" holds fewer bytes than its header says`);
   return hash.digest('hex');
 }
 

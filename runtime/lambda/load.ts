@@ -8,9 +8,8 @@ import semver from 'semver';
 import { type MaapError, UsageError } from '../../lib/errors.ts';
 import { type LoadedModel, type LoadOptions, loadModel } from '../../lib/inference/model.ts';
 import { ModelUnavailableError } from '../../lib/inference/model-errors.ts';
-import { openRegistry } from '../../lib/registry/open.ts';
+import type { PackageRegistry } from '../../lib/inference/package-source.ts';
 import { checkModelName, classifySpec, isAliasName, LATEST, parseModelRef } from '../../lib/registry/ref.ts';
-import { Registry } from '../../lib/registry/registry.ts';
 import { type S3GetConfig, s3ConfigFromEnv, s3Get, s3Head } from '../../lib/registry/s3-get.ts';
 import { parseS3Uri } from '../../lib/registry/s3-store.ts';
 import type { ObjectInfo, Store } from '../../lib/registry/store.ts';
@@ -53,7 +52,7 @@ export async function loadConfiguredModel(
   const trustedKeys = options.trustedKeys ?? trustedKeysFromEnv(env);
   const store = config.registry.startsWith('s3://')
     ? new S3ObjectStore(config.registry, s3ConfigFromEnv(env), prefetch)
-    : openRegistry(config.registry, { env }).store;
+    : (await import('../../lib/registry/open.ts')).openRegistry(config.registry, { env }).store;
   const registry = new PinnedRegistry(store);
   return loadModel(
     { registry, ref: { name: config.name, ...(config.spec ? { spec: config.spec } : {}) } },
@@ -77,18 +76,29 @@ export function trustedKeysFromEnv(env: NodeJS.ProcessEnv): string[] {
 /**
  * A registry that resolves an exact version or an alias without listing: an exact version is its key, an alias
  * one small read. Ranges and `latest` need a listing, which the S3 object store refuses with a clear message.
+ * The registry code (and the alias document's schema) loads only when a spec needs it: a pinned version, what
+ * the deployer configures, resolves with none of it on the cold-start path.
  */
-export class PinnedRegistry extends Registry {
-  override async resolve(name: string, spec: string = LATEST): Promise<Resolved> {
+export class PinnedRegistry implements PackageRegistry {
+  constructor(readonly store: Store) {}
+
+  get uri(): string {
+    return this.store.uri;
+  }
+
+  async resolve(name: string, spec: string = LATEST): Promise<Resolved> {
     checkModelName(name);
     const kind = classifySpec(spec);
     const exact = kind === 'range' ? semver.valid(spec) : null;
-    if (exact) return { name, version: exact, key: Registry.versionKey(name, exact), via: 'range' };
+    // `Registry.versionKey`, without loading the Registry.
+    if (exact) return { name, version: exact, key: `${name}/${exact}.maap`, via: 'range' };
     if (kind === 'alias' && isAliasName(spec)) {
-      const { version } = await this.getAlias(name, spec);
-      return { name, version, key: Registry.versionKey(name, version), via: 'alias', alias: spec };
+      const { AliasBook } = await import('../../lib/registry/aliases.ts');
+      const { version } = await new AliasBook(this.store).get(name, spec);
+      return { name, version, key: `${name}/${version}.maap`, via: 'alias', alias: spec };
     }
-    return super.resolve(name, spec);
+    const { Registry } = await import('../../lib/registry/registry.ts');
+    return new Registry(this.store).resolve(name, spec);
   }
 }
 

@@ -332,4 +332,33 @@ describe('the predictor bundle', () => {
     ).toEqual([]);
     expect(imports.some((i) => i.kind === 'dynamic-import' && !i.external)).toBe(true);
   });
+
+  it('loads a pinned version without the registry code or classic zod (lazy chunks for aliases and folders)', async () => {
+    const metafile = await bundlePredictor(join(work.dir, 'bundle-start'), false);
+    const outputs = metafile.outputs;
+    const [entry] = Object.entries(outputs).filter(([, o]) => o.entryPoint?.endsWith('predictor.ts'));
+    // Everything evaluated before the first invocation: the entry, the chunk it imports, and their static imports.
+    const loaded = new Set<string>();
+    const visit = (path: string, dynamicToo: boolean) => {
+      if (loaded.has(path)) return;
+      loaded.add(path);
+      for (const i of outputs[path]?.imports ?? []) {
+        if (i.external) continue;
+        if (i.kind === 'import-statement' || (dynamicToo && i.kind === 'dynamic-import'))
+          visit(i.path, false);
+      }
+    };
+    visit(entry?.[0] ?? '', true);
+    const inputs = [...loaded].flatMap((o) => Object.keys(outputs[o]?.inputs ?? {}));
+    expect(inputs).toContain('lib/package/verify.ts');
+    expect(inputs).toContain('lib/package/manifest.ts');
+    expect(
+      inputs.filter((i) =>
+        /lib\/registry\/(registry|aliases|open|file-store|transfer)\.ts|zod\/v4\/classic/.test(i),
+      ),
+    ).toEqual([]);
+    // ...and they are still in the bundle, for aliases, ranges and folder registries.
+    const all = Object.values(outputs).flatMap((o) => Object.keys(o.inputs));
+    expect(all).toEqual(expect.arrayContaining(['lib/registry/registry.ts', 'lib/registry/aliases.ts']));
+  });
 });
