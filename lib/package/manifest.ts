@@ -47,14 +47,25 @@ const stringRecord = () => z.record(z.string(), z.unknown());
 export const entryPath = z.string().check(
   z.minLength(1),
   z.maxLength(255),
-  z.refine((p) => isSafeEntryPath(p), 'must be a relative path without "..", "." or empty segments'),
+  z.refine(
+    (p) => isSafeEntryPath(p),
+    'must be a relative path of letters, digits, ".", "_" and "-" segments (no "..", no empty segments, max 100 bytes)',
+  ),
 );
 
+/**
+ * A path inside a package: portable segments (`[A-Za-z0-9._-]`, not `.` or `..`, no Windows device names)
+ * joined by `/`, at most 100 bytes so that it fits a plain ustar header on every platform's file system.
+ */
 export function isSafeEntryPath(p: string): boolean {
-  if (p.length === 0 || p.length > 255 || p.startsWith('/') || p.includes('\\') || p.includes('\0'))
-    return false;
-  return p.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..');
+  if (p.length === 0 || p.length > 100) return false;
+  return p
+    .split('/')
+    .every(
+      (seg) => /^[A-Za-z0-9._-]+$/.test(seg) && seg !== '.' && seg !== '..' && !WINDOWS_DEVICE.test(seg),
+    );
 }
+const WINDOWS_DEVICE = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$/i;
 
 export const tensorSpec = z.strictObject({
   name: z.string().check(z.minLength(1)),
@@ -162,15 +173,24 @@ export const manifestSchema = z
   })
   .check(
     z.superRefine((m, ctx) => {
-      const seen = new Set<string>([MANIFEST_PATH, SIGNATURE_PATH, m.model.path]);
+      // Compared as a case-insensitive file system would see them: two paths that differ only in case would
+      // overwrite each other when extracted there; a file cannot also be a folder of another path.
+      const fold = (p: string) => p.toLowerCase();
+      const seen = new Set<string>([MANIFEST_PATH, SIGNATURE_PATH, m.model.path].map(fold));
+      const folders = new Set<string>();
+      for (const f of m.files) {
+        const parts = fold(f.path).split('/');
+        for (let n = 1; n < parts.length; n++) folders.add(parts.slice(0, n).join('/'));
+      }
       for (const [i, f] of m.files.entries()) {
-        if (seen.has(f.path))
+        const path = fold(f.path);
+        if (seen.has(path) || folders.has(path))
           ctx.addIssue({
             code: 'custom',
             path: ['files', i, 'path'],
-            message: `"${f.path}" is reserved or listed twice`,
+            message: `"${f.path}" is reserved, listed twice (ignoring case), or also a folder of another path`,
           });
-        seen.add(f.path);
+        seen.add(path);
       }
     }),
   );

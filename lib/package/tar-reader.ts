@@ -9,6 +9,9 @@ import { PackageIntegrityError } from '../errors.ts';
  */
 
 export const BLOCK = 512;
+
+/** The archive breaks the tar rules maap packages follow. */
+export class TarFormatError extends PackageIntegrityError {}
 /** After the end-of-archive marker (two zero blocks) writers pad to their record size (GNU tar: 10 KiB). */
 const MAX_TRAILING_ZEROS = 20 * 1024;
 
@@ -45,11 +48,9 @@ const TYPES: Record<string, string> = {
 export function parseHeader(block: Buffer, offset: number): TarHeader | null {
   if (block.every((b) => b === 0)) return null;
   const at = `at byte ${offset}`;
-  if (!validChecksum(block)) throw new PackageIntegrityError(`corrupt tar header ${at} (bad checksum)`);
+  if (!validChecksum(block)) throw new TarFormatError(`corrupt tar header ${at} (bad checksum)`);
   if (block.toString('latin1', 257, 265) !== 'ustar\u000000') {
-    throw new PackageIntegrityError(
-      `tar header ${at} is not POSIX ustar: maap packages use no other tar dialect`,
-    );
+    throw new TarFormatError(`tar header ${at} is not POSIX ustar: maap packages use no other tar dialect`);
   }
   const name = field(block, 0, 100, at, 'name');
   const prefix = field(block, 345, 155, at, 'prefix');
@@ -57,7 +58,7 @@ export function parseHeader(block: Buffer, offset: number): TarHeader | null {
   const flag = String.fromCharCode(block[156] as number);
   if (flag !== '0' && flag !== '\0') {
     const kind = TYPES[flag] ?? `of tar type '${flag.replace(/[^\x20-\x7e]/g, '?')}'`;
-    throw new PackageIntegrityError(`entry "${path}" is ${kind}; packages hold regular files only`);
+    throw new TarFormatError(`entry "${path}" is ${kind}; packages hold regular files only`);
   }
   return { name: path, size: octal(block, 124, 12, at), offset };
 }
@@ -67,19 +68,18 @@ function field(block: Buffer, start: number, length: number, at: string, what: s
   const end = block.indexOf(0, start);
   const stop = end === -1 || end > start + length ? start + length : end;
   for (let i = stop; i < start + length; i++) {
-    if (block[i] !== 0) throw new PackageIntegrityError(`tar header ${at} hides bytes after its ${what}`);
+    if (block[i] !== 0) throw new TarFormatError(`tar header ${at} hides bytes after its ${what}`);
   }
   const bytes = block.subarray(start, stop);
   const text = bytes.toString('utf8');
   if (!Buffer.from(text, 'utf8').equals(bytes))
-    throw new PackageIntegrityError(`tar header ${at}: ${what} is not UTF-8`);
+    throw new TarFormatError(`tar header ${at}: ${what} is not UTF-8`);
   return text;
 }
 
 function octal(block: Buffer, start: number, length: number, at: string): number {
   const text = block.toString('latin1', start, start + length).replace(/[\0 ]+$/, '');
-  if (!/^[0-7]{1,11}$/.test(text))
-    throw new PackageIntegrityError(`tar header ${at} has an invalid size field`);
+  if (!/^[0-7]{1,11}$/.test(text)) throw new TarFormatError(`tar header ${at} has an invalid size field`);
   return Number.parseInt(text, 8);
 }
 
@@ -134,7 +134,7 @@ export class TarReader {
               this.state === State.Padding
                 ? 'in the padding after an entry'
                 : 'after the end-of-archive marker';
-            throw new PackageIntegrityError(`unexpected bytes ${where} (at byte ${this.offset + j - i})`);
+            throw new TarFormatError(`unexpected bytes ${where} (at byte ${this.offset + j - i})`);
           }
         }
         i += take;
@@ -142,7 +142,7 @@ export class TarReader {
         if (this.state === State.Trailer) {
           this.trailing += take;
           if (this.trailing > MAX_TRAILING_ZEROS)
-            throw new PackageIntegrityError('too much padding after the end-of-archive marker');
+            throw new TarFormatError('too much padding after the end-of-archive marker');
         } else {
           this.remaining -= take;
           if (this.remaining === 0) this.state = State.Header;
@@ -161,7 +161,7 @@ export class TarReader {
       const header = parseHeader(this.block, start);
       if (this.state === State.SecondZero) {
         if (header)
-          throw new PackageIntegrityError(
+          throw new TarFormatError(
             `a header follows a zero block at byte ${start}: the archive is malformed`,
           );
         this.state = State.Trailer;
@@ -181,9 +181,9 @@ export class TarReader {
   end(): void {
     if (this.state === State.Trailer) return;
     if (this.state === State.Data || this.state === State.Padding || this.filled > 0) {
-      throw new PackageIntegrityError('truncated: the archive ends before its last entry is complete');
+      throw new TarFormatError('truncated: the archive ends before its last entry is complete');
     }
-    throw new PackageIntegrityError('truncated: the archive lacks its end-of-archive marker');
+    throw new TarFormatError('truncated: the archive lacks its end-of-archive marker');
   }
 
   private endData(events: TarEvent[]): void {

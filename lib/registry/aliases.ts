@@ -1,5 +1,5 @@
 import { hostname, userInfo } from 'node:os';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { NotFoundError, RegistryError } from '../errors.ts';
 import { mapLimit, readAll } from './io.ts';
 import { checkAliasName, isAliasName } from './ref.ts';
@@ -10,7 +10,7 @@ import type { AliasDocument, AliasRecord, AliasUpdate, ListingProblem } from './
 export class AliasDocumentError extends RegistryError {}
 
 const aliasDocument = z.object({
-  version: z.string().min(1),
+  version: z.string().check(z.minLength(1)),
   updatedAt: z.string(),
   by: z.string(),
 });

@@ -101,7 +101,7 @@ describe('maap CLI, end to end in child processes', () => {
     await writeFile(join(dir, 'cut.maap'), bytes.subarray(0, 1500));
     const run = await maap(['verify', 'cut.maap'], dir);
     expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(/^maap: cut.maap is truncated/);
+    expect(run.stderr).toMatch(/^maap: cut.maap is not a valid maap package: truncated/);
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
     expect(run.stderr).not.toMatch(/\n\s+at /);
   });

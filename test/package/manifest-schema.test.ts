@@ -78,12 +78,39 @@ describe('parseManifest names every bad field, in English', () => {
           { path: 'a.txt', sha256: 'b'.repeat(64), bytes: 1 },
         ],
       }),
-      'files.1.path: "a.txt" is reserved or listed twice',
+      'files.1.path: "a.txt" is reserved, listed twice (ignoring case), or also a folder of another path',
     ],
     [
       'an unsafe file path',
       (m) => ({ ...m, files: [{ path: '../x', sha256: 'b'.repeat(64), bytes: 1 }] }),
-      'files.0.path: must be a relative path without "..", "." or empty segments',
+      'files.0.path: must be a relative path of letters, digits, ".", "_" and "-" segments (no "..", no empty segments, max 100 bytes)',
+    ],
+    [
+      'two files that differ only in case',
+      (m) => ({
+        ...m,
+        files: [
+          { path: 'Vocab.txt', sha256: 'b'.repeat(64), bytes: 1 },
+          { path: 'vocab.txt', sha256: 'b'.repeat(64), bytes: 1 },
+        ],
+      }),
+      'files.1.path: "vocab.txt" is reserved, listed twice (ignoring case), or also a folder of another path',
+    ],
+    [
+      'a file that is also a folder of another file',
+      (m) => ({
+        ...m,
+        files: [
+          { path: 'a/b', sha256: 'b'.repeat(64), bytes: 1 },
+          { path: 'a', sha256: 'b'.repeat(64), bytes: 1 },
+        ],
+      }),
+      'files.1.path: "a" is reserved, listed twice (ignoring case), or also a folder of another path',
+    ],
+    [
+      'a Windows device name',
+      (m) => ({ ...m, files: [{ path: 'nul.txt', sha256: 'b'.repeat(64), bytes: 1 }] }),
+      'files.0.path: must be a relative path of letters, digits, ".", "_" and "-" segments (no "..", no empty segments, max 100 bytes)',
     ],
   ])('%s', (_, mutate, message) => {
     expect(refusal(mutate(manifest()))).toBe(`invalid manifest: ${message}`);

@@ -6,7 +6,14 @@ import { OnnxModelError, PackageIntegrityError, SignatureError } from '../../lib
 import { generateKeyFiles } from '../../lib/package/sign.ts';
 import { verifyPackage } from '../../lib/package/verify.ts';
 import { externalDataModel, identityModel, mlpModel } from '../fixtures/models.ts';
-import { packFixture, type RawEntry, rewritePackage, tempDir, writeEntries } from '../helpers/packages.ts';
+import {
+  packFixture,
+  type RawEntry,
+  readEntries,
+  rewritePackage,
+  tempDir,
+  writeEntries,
+} from '../helpers/packages.ts';
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -221,6 +228,33 @@ describe('verifyPackage refuses', () => {
     const signed = await packFixture(dir, mlpModel(), { name: 'signed', signKey: keys.privatePath });
     await rewritePackage(signed.path, bad, (e) => [e[0] as RawEntry, e[2] as RawEntry, e[1] as RawEntry]);
     await expectRefused(bad, PackageIntegrityError, /follows maap.sig/);
+  });
+
+  it('a second archive appended after the end-of-archive marker (e.g. carrying a signature)', async () => {
+    const keys = await generateKeyFiles(join(dir, 'k'));
+    const signed = await packFixture(dir, mlpModel(), { name: 'signed', signKey: keys.privatePath });
+    const sig = (await readEntries(signed.path)).at(-1) as RawEntry;
+    const appended = join(dir, 'appended.maap');
+    await writeEntries(appended, [sig]);
+    await writeFile(bad, Buffer.concat([await readFile(pkg), await readFile(appended)]));
+    await expectRefused(bad, PackageIntegrityError, /unexpected bytes after the end-of-archive marker/);
+  });
+
+  it('a pax header that renames an entry', async () => {
+    await edit((e) => [
+      e[0] as RawEntry,
+      { header: { ...(e[1] as RawEntry).header, name: 'modèle.onnx' }, data: (e[1] as RawEntry).data },
+    ]);
+    await expectRefused(bad, PackageIntegrityError, /a pax extended header/);
+  });
+
+  it('a duplicate key in maap.json (parsers disagree on which one counts)', async () => {
+    await edit((e) => {
+      const text = (e[0] as RawEntry).data.toString();
+      const doubled = text.replace('"version": "1.0.0",', '"version": "1.0.0",\n  "version": "1.0.0",');
+      return [{ header: { name: 'maap.json' }, data: Buffer.from(doubled) }, ...e.slice(1)];
+    });
+    await expectRefused(bad, PackageIntegrityError, /names the key "version" twice/);
   });
 
   it('a missing package file, without a stack trace', async () => {
