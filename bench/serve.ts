@@ -2,18 +2,20 @@
  * Serving benchmark: requests/s and p50/p99 latency of `maap serve` under autocannon, against a bare
  * node:http server that calls `session.run` on the same model (bench/bare-server.ts), measured in the same
  * run, alternating, on a small model (run ≪ 1 ms) and on a model whose run takes more than 1 ms.
- * Both servers run in their own process with the same onnxruntime options (one intra-op thread: the load
- * generator needs the other core of a 2-core machine). Loopback only; every run is bounded in time.
+ * Both servers run in their own process with the same onnxruntime options (maap's `sessionOptions`, one intra-op
+ * thread: the load generator needs the other core of a 2-core machine). Loopback only; every run is bounded in
+ * time. The best of `--rounds` alternating runs counts (the machine may be shared).
  *
- *   npm run bench:serve [-- --seconds 10 --connections 8]
+ *   npm run bench:serve [-- --seconds 10 --connections 8 --rounds 2 --model small|heavy --verbose]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import * as ort from 'onnxruntime-node';
+import { sessionOptions } from '../lib/inference/model.ts';
 import { encodeModel } from '../lib/onnx/builder.ts';
 import { packModel } from '../lib/package/pack.ts';
 import { mlpModel } from '../test/fixtures/models.ts';
@@ -26,27 +28,40 @@ const arg = (name: string, fallback: number) => {
 const seconds = arg('seconds', 10);
 const connections = arg('connections', 8);
 const rounds = arg('rounds', 2);
+const only = process.argv.includes('--model') ? process.argv[process.argv.indexOf('--model') + 1] : undefined;
+const verbose = process.argv.includes('--verbose');
 
-/** A 3-layer perceptron, [batch, 256] → 1024 → 1024 → 16: a few ms per batch of 8 on one core. */
+/**
+ * A perceptron [batch, 256] → 2048 → 2048 → 2048 → 16 (~8.9 M weights, ~140 MFLOP per batch of 8): more than
+ * 1 ms per run on one core (the run time is measured and printed), while the request body (8 × 256 numbers,
+ * ~8 KB) stays small, so that compute dominates.
+ */
 function heavyModel(): Buffer {
   const dense = (name: string, rows: number, cols: number) => {
     const data = new Float32Array(rows * cols);
     for (let i = 0; i < data.length; i++) data[i] = Math.sin(i * 12.9898) * 0.05;
     return { name, elemType: 'FLOAT' as const, dims: [rows, cols], data };
   };
+  const sizes = [256, 2048, 2048, 2048, 16];
+  const initializers = [];
+  const nodes = [];
+  let input = 'x';
+  for (let i = 1; i < sizes.length; i++) {
+    initializers.push(dense(`w${i}`, sizes[i - 1] as number, sizes[i] as number));
+    const last = i === sizes.length - 1;
+    nodes.push({ opType: 'MatMul', inputs: [input, `w${i}`], outputs: [last ? 'y' : `h${i}`] });
+    if (!last) {
+      nodes.push({ opType: 'Relu', inputs: [`h${i}`], outputs: [`a${i}`] });
+      input = `a${i}`;
+    }
+  }
   return encodeModel({
     graph: {
       name: 'heavy',
       inputs: [{ name: 'x', elemType: 'FLOAT', shape: ['batch', 256] }],
       outputs: [{ name: 'y', elemType: 'FLOAT', shape: ['batch', 16] }],
-      initializers: [dense('w1', 256, 1024), dense('w2', 1024, 1024), dense('w3', 1024, 16)],
-      nodes: [
-        { opType: 'MatMul', inputs: ['x', 'w1'], outputs: ['h1'] },
-        { opType: 'Relu', inputs: ['h1'], outputs: ['a1'] },
-        { opType: 'MatMul', inputs: ['a1', 'w2'], outputs: ['h2'] },
-        { opType: 'Relu', inputs: ['h2'], outputs: ['a2'] },
-        { opType: 'MatMul', inputs: ['a2', 'w3'], outputs: ['y'] },
-      ],
+      initializers,
+      nodes,
     },
   });
 }
@@ -77,10 +92,7 @@ async function prepare(
     inputs: [{ name: input, datatype: 'FP32', shape: [batch, features], data }],
   });
   // How long one session.run takes here, to show which regime each model is in.
-  const session = await ort.InferenceSession.create(onnx, {
-    intraOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-  });
+  const session = await ort.InferenceSession.create(onnx, sessionOptions({ intraOpThreads: 1 }));
   const feeds = { [input]: new ort.Tensor('float32', Float32Array.from(data), [batch, features]) };
   for (let i = 0; i < 20; i++) await session.run(feeds);
   const t0 = performance.now();
@@ -90,28 +102,36 @@ async function prepare(
   return { label, onnx, pkg, input, body, runMs };
 }
 
-function startChild(
-  args: string[],
-  env: NodeJS.ProcessEnv = {},
-): Promise<{ child: ChildProcess; url: string }> {
+/**
+ * Starts a server process and waits for the URL it prints. Its stdout (maap's request log and EMF lines) goes to
+ * a file, as a log shipper would take it, rather than through this process: here it would compete with the load
+ * generator for the same core.
+ */
+async function startChild(args: string[], stdoutFile: string): Promise<{ child: ChildProcess; url: string }> {
+  const out = await open(stdoutFile, 'w');
   const child = spawn(join(root, 'node_modules/.bin/tsx'), args, {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    env: process.env,
+    stdio: ['ignore', out.fd, 'inherit'],
   });
+  await out.close();
   return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${out}`)), 30_000);
-    child.stdout?.on('data', (c: Buffer) => {
-      out += c.toString();
-      const url = /(http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
+    const started = Date.now();
+    const poll = setInterval(async () => {
+      const text = await readFile(stdoutFile, 'utf8').catch(() => '');
+      const url = /(http:\/\/127\.0\.0\.1:\d+)/.exec(text)?.[1];
       if (url) {
-        clearTimeout(timer);
-        child.stdout?.removeAllListeners('data');
-        child.stdout?.resume(); // discard the per-request log lines
+        clearInterval(poll);
+        child.removeAllListeners('exit');
         resolve({ child, url });
+      } else if (Date.now() - started > 30_000) {
+        clearInterval(poll);
+        reject(new Error(`server did not start: ${text}`));
       }
+    }, 50);
+    child.on('exit', (code) => {
+      clearInterval(poll);
+      reject(new Error(`server exited with ${code}`));
     });
-    child.on('exit', (code) => reject(new Error(`server exited with ${code}: ${out}`)));
   });
 }
 
@@ -130,53 +150,77 @@ async function load(url: string, body: string) {
     headers: { 'content-type': 'application/json' },
     connections,
   };
-  await autocannon({ ...opts, duration: 2 }); // warm-up
+  const warmUp = await autocannon({ ...opts, duration: 2 });
   const result = await autocannon({ ...opts, duration: seconds });
   if (result.non2xx > 0 || result.errors > 0)
     throw new Error(`${url}: ${result.non2xx} non-2xx, ${result.errors} errors`);
-  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99 };
+  return {
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    requests: warmUp.requests.total + result.requests.total,
+  };
+}
+
+interface Figures {
+  rps: number;
+  p50: number;
+  p99: number;
+  /** Bytes the server wrote to stdout per request (maap: its request log and EMF documents). */
+  logBytes: number;
 }
 
 async function main() {
   const dir = await mkdtemp(join(tmpdir(), 'maap-bench-serve-'));
   try {
-    const cases = [
-      await prepare(dir, 'small', mlpModel().bytes, 'x', 4, 4),
-      await prepare(dir, 'heavy', heavyModel(), 'x', 8, 256),
-    ];
+    const cases = [];
+    if (only === undefined || only === 'small')
+      cases.push(await prepare(dir, 'small', mlpModel().bytes, 'x', 4, 4));
+    if (only === undefined || only === 'heavy')
+      cases.push(await prepare(dir, 'heavy', heavyModel(), 'x', 8, 256));
     console.log(
       `autocannon: ${connections} connections, ${seconds} s per run (after 2 s warm-up), ${rounds} rounds alternating\n`,
     );
     console.log(
-      `${'model'.padEnd(8)}${'run ms'.padStart(8)}${'server'.padStart(8)}${'req/s'.padStart(9)}${'p50 ms'.padStart(8)}${'p99 ms'.padStart(8)}${'ratio'.padStart(8)}`,
+      `${'model'.padEnd(8)}${'run ms'.padStart(8)}${'server'.padStart(8)}${'req/s'.padStart(9)}${'p50 ms'.padStart(8)}${'p99 ms'.padStart(8)}${'ratio'.padStart(8)}${'log B/req'.padStart(11)}`,
     );
     for (const c of cases) {
-      const best = { maap: { rps: 0, p50: 0, p99: 0 }, bare: { rps: 0, p50: 0, p99: 0 } };
+      const none: Figures = { rps: 0, p50: 0, p99: 0, logBytes: 0 };
+      const best = { maap: none, bare: none };
       for (let round = 0; round < rounds; round++) {
         for (const kind of ['bare', 'maap'] as const) {
+          const logFile = join(dir, `${c.label}-${kind}-${round}.log`);
           const { child, url } =
             kind === 'maap'
-              ? await startChild([join(root, 'bin/maap.ts'), 'serve', c.pkg, '--port', '0', '--threads', '1'])
-              : await startChild([join(root, 'bench/bare-server.ts'), c.onnx, c.input, '1']);
+              ? await startChild(
+                  [join(root, 'bin/maap.ts'), 'serve', c.pkg, '--port', '0', '--threads', '1'],
+                  logFile,
+                )
+              : await startChild([join(root, 'bench/bare-server.ts'), c.onnx, c.input, '1'], logFile);
+          let r: Awaited<ReturnType<typeof load>> | undefined;
           try {
             const target = kind === 'maap' ? `${url}/v2/models/${c.label}/infer` : `${url}/infer`;
-            const r = await load(target, c.body);
-            if (r.rps > best[kind].rps) best[kind] = r;
+            r = await load(target, c.body);
           } finally {
             await stopChild(child);
           }
+          // After the server exited: its last lines (flushed at shutdown) are in the file.
+          const logBytes = (await stat(logFile)).size / r.requests;
+          if (verbose) console.log(`  round ${round + 1} ${c.label} ${kind}: ${r.rps.toFixed(0)} req/s`);
+          if (r.rps > best[kind].rps) best[kind] = { ...r, logBytes };
         }
       }
       for (const kind of ['bare', 'maap'] as const) {
         const r = best[kind];
         const ratio = kind === 'maap' ? `${(r.rps / best.bare.rps).toFixed(2)}x` : '1.00x';
         console.log(
-          `${c.label.padEnd(8)}${c.runMs.toFixed(3).padStart(8)}${kind.padStart(8)}${r.rps.toFixed(0).padStart(9)}${String(r.p50).padStart(8)}${String(r.p99).padStart(8)}${ratio.padStart(8)}`,
+          `${c.label.padEnd(8)}${c.runMs.toFixed(3).padStart(8)}${kind.padStart(8)}${r.rps.toFixed(0).padStart(9)}${String(r.p50).padStart(8)}${String(r.p99).padStart(8)}${ratio.padStart(8)}${r.logBytes.toFixed(0).padStart(11)}`,
         );
       }
     }
     console.log(
-      '\nratio: maap serve throughput / bare node:http + session.run throughput (goal ≥ 0.85 small, ≥ 0.95 heavy).',
+      '\nratio: maap serve throughput / bare node:http + session.run throughput (goal ≥ 0.85 small, ≥ 0.95 heavy).' +
+        '\nrun ms: one session.run of the request batch, measured here; log B/req: stdout bytes per request.',
     );
   } finally {
     await rm(dir, { recursive: true, force: true });

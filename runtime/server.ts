@@ -2,15 +2,18 @@
  * The Node server adapter: serves a fetch-style app (the predictor's hono app) over HTTP with graceful shutdown.
  * On SIGTERM/SIGINT (or `shutdown()`): stop accepting connections, let in-flight requests finish (their responses
  * carry `Connection: close`), close idle keep-alive connections, force-close what is left after a timeout, run
- * `onShutdown` (e.g. release the model), then exit. A second signal during shutdown kills the process at once.
+ * `onShutdown` (e.g. release the model), write out the app's buffered telemetry (`flushTelemetry`: the last log
+ * lines and metrics), then exit. A second signal during shutdown kills the process at once.
  */
-import type { Server, ServerResponse } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createAdaptorServer } from '@hono/node-server';
+import { getRequestListener } from '@hono/node-server';
 import { UsageError } from '../lib/errors.ts';
 
 export interface FetchApp {
   fetch(request: Request, ...rest: never[]): Response | Promise<Response>;
+  /** Writes out buffered telemetry; called at shutdown once the last request has finished. */
+  flushTelemetry?(): void | Promise<void>;
 }
 
 export interface ServerOptions {
@@ -42,21 +45,24 @@ export interface RunningServer {
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const host = options.host ?? '127.0.0.1';
   const timeoutMs = options.shutdownTimeoutMs ?? 10_000;
-  const server = createAdaptorServer({ fetch: options.app.fetch as never }) as Server;
+  const inFlight = new Set<ServerResponse>();
+  let stopping = false;
+  function finished(this: ServerResponse): void {
+    inFlight.delete(this);
+    if (stopping) server.closeIdleConnections();
+  }
+  // @hono/node-server's listener (its lightweight Request and Response, see its docs), wrapped to track the
+  // requests in flight: one 'request' listener, no closure per request.
+  const listener = getRequestListener(options.app.fetch as never);
+  const server = createServer((req, res) => {
+    inFlight.add(res);
+    if (stopping) res.setHeader('connection', 'close');
+    res.on('close', finished);
+    return listener(req, res);
+  });
   // Longer than the usual load balancer idle timeout (60 s), so that the balancer closes first.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
-
-  const inFlight = new Set<ServerResponse>();
-  let stopping = false;
-  server.on('request', (_req, res: ServerResponse) => {
-    inFlight.add(res);
-    if (stopping) res.setHeader('connection', 'close');
-    res.on('close', () => {
-      inFlight.delete(res);
-      if (stopping) server.closeIdleConnections();
-    });
-  });
 
   await listen(server, options.port ?? 8080, host);
   const port = (server.address() as AddressInfo).port;
@@ -91,7 +97,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       } finally {
         clearTimeout(force);
       }
-      await options.onShutdown?.();
+      try {
+        await options.onShutdown?.();
+      } finally {
+        await options.app.flushTelemetry?.();
+      }
     })();
     return shuttingDown;
   }

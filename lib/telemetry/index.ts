@@ -1,3 +1,4 @@
+export * from './output.ts';
 export * from './request-log.ts';
 export * from './request-metrics.ts';
 export * from './request-record.ts';

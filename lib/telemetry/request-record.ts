@@ -29,6 +29,8 @@ export interface RequestRecord {
 /** One structured log line per request. */
 export interface RequestLog {
   logRequest(record: RequestRecord): void;
+  /** Writes out lines still buffered; resolves once the output has taken them (a buffered log has this). */
+  flush?(): void | Promise<void>;
 }
 
 /** Per-request metrics. */
@@ -36,4 +38,6 @@ export interface RequestMetrics {
   recordRequest(record: RequestRecord): void;
   /** Publishes what was recorded and not yet published (a no-op when nothing is stored). */
   flush(): void;
+  /** Writes out published documents still buffered (a buffered output has this); call after `flush()`. */
+  drain?(): void | Promise<void>;
 }

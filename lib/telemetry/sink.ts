@@ -20,21 +20,24 @@ export interface SinkConsole {
 
 /** A console whose every method hands the formatted line to `sink`. */
 export function sinkConsole(sink: LineSink): SinkConsole {
-  const write = (...args: unknown[]): void => sink(format(...args));
+  const write = (...args: unknown[]): void =>
+    sink(args.length === 1 && typeof args[0] === 'string' ? args[0] : format(...args));
   return { log: write, info: write, warn: write, error: write, debug: write, trace: write };
 }
 
 /**
- * Points a powertools Logger or Metrics instance at a sink. Powertools keeps its console in an instance field
- * named `console` (set in the constructor); this fails loudly if a powertools upgrade renames it.
+ * Points a powertools Logger or Metrics instance at a sink (every line) or a console. Powertools keeps its
+ * console in an instance field named `console` (set in the constructor); this fails loudly if a powertools
+ * upgrade renames it.
  */
-export function redirectPowertools(instance: object, sink: LineSink): void {
+export function redirectPowertools(instance: object, target: LineSink | SinkConsole): void {
   if (!('console' in instance) || typeof (instance as { console: unknown }).console !== 'object') {
     throw new Error(
       'cannot redirect powertools output: its instance has no console field (powertools changed?)',
     );
   }
-  (instance as { console: SinkConsole }).console = sinkConsole(sink);
+  (instance as { console: SinkConsole }).console =
+    typeof target === 'function' ? sinkConsole(target) : target;
 }
 
 /** The service name powertools conventions use: $POWERTOOLS_SERVICE_NAME, else `maap-predictor`. */

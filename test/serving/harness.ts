@@ -24,6 +24,8 @@ export interface Served {
   /** Request log lines and EMF documents, parsed, in order. */
   readonly logs: Record<string, unknown>[];
   readonly emf: Record<string, unknown>[];
+  /** Publishes the metrics aggregated so far (EMF documents go out once a second otherwise). */
+  flushTelemetry(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -58,6 +60,7 @@ export async function serveFixture(fixture: ModelFixture, options: ServeOptions 
     pkgPath: pkg.path,
     logs,
     emf,
+    flushTelemetry: () => app.flushTelemetry(),
     async close() {
       await running.shutdown();
       await loaded.close();

@@ -1,15 +1,27 @@
 /**
- * One structured log line per request and one EMF document per inference request, with the fields operators
- * query on, captured through injected sinks.
+ * One structured log line per request and CloudWatch EMF metrics for inference requests, with the fields operators
+ * query on, captured through injected sinks. On the Node server the metrics are aggregated (up to 100 requests of
+ * a model version per document, their values as arrays) and published on an interval, on flush and at exit; the
+ * log lines go out in batches, and nothing buffered is lost at shutdown or exit.
  */
+import { spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../lib/serving/app.ts';
 import { ModelSlot } from '../../lib/serving/host.ts';
+import { bufferedLines, type LineStream } from '../../lib/telemetry/output.ts';
 import { createRequestLog } from '../../lib/telemetry/request-log.ts';
-import { createRequestMetrics } from '../../lib/telemetry/request-metrics.ts';
+import { createRequestMetrics, MAX_REQUESTS_PER_DOCUMENT } from '../../lib/telemetry/request-metrics.ts';
+import type { RequestRecord } from '../../lib/telemetry/request-record.ts';
 import { serviceName } from '../../lib/telemetry/sink.ts';
+import { startServer } from '../../runtime/server.ts';
 import { mlpModel } from '../fixtures/models.ts';
+import { tempDir } from '../helpers/packages.ts';
 import { call, infer, type Served, serveFixture } from './harness.ts';
+
+const REPO = resolve(import.meta.dirname, '../..');
 
 let served: Served;
 beforeAll(async () => {
@@ -22,10 +34,12 @@ const request = (rows: number) => ({
   inputs: [{ name: 'x', datatype: 'FP32', shape: [rows, 4], data: new Array(rows * 4).fill(0.5) }],
 });
 
-/** Runs `fn`, returning the log lines and EMF documents it produced. */
+/** Runs `fn`, then publishes the aggregated metrics: the log lines and EMF documents it produced. */
 async function captured(fn: () => Promise<unknown>) {
+  await served.flushTelemetry();
   const [logs, emf] = [served.logs.length, served.emf.length];
   await fn();
+  await served.flushTelemetry();
   return { logs: served.logs.slice(logs), emf: served.emf.slice(emf) };
 }
 
@@ -34,8 +48,24 @@ function emfShape(doc: Record<string, unknown>) {
     Timestamp: number;
     CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: unknown[] }[];
   };
+  expect(typeof aws.Timestamp).toBe('number');
+  expect(Math.abs(aws.Timestamp - Date.now())).toBeLessThan(60_000);
   return aws.CloudWatchMetrics;
 }
+
+const METRIC_DEFINITIONS = [
+  { Name: 'Requests', Unit: 'Count' },
+  { Name: 'Latency', Unit: 'Milliseconds' },
+  { Name: 'ClientErrors', Unit: 'Count' },
+  { Name: 'ServerErrors', Unit: 'Count' },
+  { Name: 'BatchSize', Unit: 'Count' },
+];
+
+/** Values of a metric in a document, as an array (powertools prints a lone value as a number). */
+const values = (doc: Record<string, unknown> | undefined, name: string): unknown[] => {
+  const value = doc?.[name];
+  return value === undefined ? [] : Array.isArray(value) ? value : [value];
+};
 
 describe('request telemetry', () => {
   it('logs a success with request id, model, version, status, latency, batch size, path and method', async () => {
@@ -69,17 +99,7 @@ describe('request telemetry', () => {
     expect(emf).toHaveLength(1);
     const doc = emf[0] as Record<string, unknown>;
     expect(emfShape(doc)).toEqual([
-      {
-        Namespace: 'maap',
-        Dimensions: [['service', 'model', 'version']],
-        Metrics: [
-          { Name: 'Requests', Unit: 'Count' },
-          { Name: 'Latency', Unit: 'Milliseconds' },
-          { Name: 'ClientErrors', Unit: 'Count' },
-          { Name: 'ServerErrors', Unit: 'Count' },
-          { Name: 'BatchSize', Unit: 'Count' },
-        ],
-      },
+      { Namespace: 'maap', Dimensions: [['service', 'model', 'version']], Metrics: METRIC_DEFINITIONS },
     ]);
     expect(doc).toMatchObject({
       service: 'maap-predictor',
@@ -89,9 +109,10 @@ describe('request telemetry', () => {
       ClientErrors: 0,
       ServerErrors: 0,
       BatchSize: 3,
-      request_id: 'req-ok-1',
     });
     expect(doc.Latency).toBe(line.latency_ms);
+    // An aggregated document stands for many requests: no single request id in it.
+    expect(doc).not.toHaveProperty('request_id');
   });
 
   it('logs a 400 with the message the client got, and counts a client error', async () => {
@@ -122,6 +143,28 @@ describe('request telemetry', () => {
       version: '1.4.0',
     });
     expect(emf[0]).not.toHaveProperty('BatchSize');
+    expect(emfShape(emf[0] as Record<string, unknown>)[0]?.Metrics).toEqual(METRIC_DEFINITIONS.slice(0, 4));
+  });
+
+  it('reports every request of an interval in one document, their values as arrays in request order', async () => {
+    const rows = [2, 5, 1, 4];
+    const { logs, emf } = await captured(async () => {
+      for (const n of rows) expect((await infer(served.url, request(n), PATH)).status).toBe(200);
+      expect((await infer(served.url, { inputs: [] }, PATH)).status).toBe(400);
+      expect((await infer(served.url, request(1), '/v2/models/fraud/versions/9.9.9/infer')).status).toBe(404);
+    });
+    expect(logs).toHaveLength(6);
+    expect(emf).toHaveLength(1);
+    const doc = emf[0] as Record<string, unknown>;
+    expect(emfShape(doc)).toEqual([
+      { Namespace: 'maap', Dimensions: [['service', 'model', 'version']], Metrics: METRIC_DEFINITIONS },
+    ]);
+    expect(doc).toMatchObject({ service: 'maap-predictor', model: 'fraud', version: '1.4.0' });
+    expect(doc.Requests).toEqual([1, 1, 1, 1, 1, 1]);
+    expect(doc.Latency).toEqual(logs.map((l) => l.latency_ms));
+    expect(doc.ClientErrors).toEqual([0, 0, 0, 0, 1, 1]);
+    expect(doc.ServerErrors).toEqual([0, 0, 0, 0, 0, 0]);
+    expect(doc.BatchSize).toEqual(rows); // only the requests that validated have a batch size
   });
 
   it('logs health and metadata requests without emitting metrics', async () => {
@@ -142,6 +185,7 @@ describe('request telemetry', () => {
     const { emf } = await captured(() =>
       infer(served.url, request(1), '/v2/models/attacker-chosen-name/infer'),
     );
+    expect(emf).toHaveLength(1);
     expect(emf[0]).toMatchObject({ model: 'fraud', version: '1.4.0', ClientErrors: 1 });
   });
 });
@@ -167,6 +211,7 @@ describe('a fault (5xx)', () => {
       body: JSON.stringify(request(1)),
     });
     expect(response.status).toBe(500);
+    expect(response.headers.get('x-request-id')).toBe('req-500');
     expect(await response.json()).toEqual({ error: 'internal server error (request id req-500)' });
     expect(logs).toHaveLength(1);
     expect(logs[0]).toMatchObject({ level: 'ERROR', status: 500, request_id: 'req-500' });
@@ -174,7 +219,100 @@ describe('a fault (5xx)', () => {
     expect((logs[0]?.error as { stack?: string } | undefined)?.stack).toContain(
       'TypeError: boom in the model',
     );
+    expect(emf).toEqual([]); // aggregated until the interval or a flush
+    await app.flushTelemetry();
     expect(emf[0]).toMatchObject({ ServerErrors: 1, ClientErrors: 0 });
+  });
+});
+
+const record = (over: Partial<RequestRecord> = {}): RequestRecord => ({
+  requestId: 'r',
+  method: 'POST',
+  path: PATH,
+  status: 200,
+  latencyMs: 2,
+  operation: 'infer',
+  model: { name: 'fraud', version: '1.4.0' },
+  ...over,
+});
+
+describe('batched reports (the Node server)', () => {
+  it('hands requests to the log and metrics after the responses, in order, and all of them at flush', async () => {
+    const logs: Record<string, unknown>[] = [];
+    const emf: Record<string, unknown>[] = [];
+    const app = createApp({
+      models: served.slot,
+      logger: createRequestLog({ sink: (l) => logs.push(JSON.parse(l)) }),
+      metrics: createRequestMetrics({ sink: (l) => emf.push(JSON.parse(l)) }),
+      batchReports: true,
+    });
+    const post = (id: string) =>
+      app.request(PATH, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-request-id': id },
+        body: JSON.stringify(request(2)),
+      });
+    const answers = await Promise.all([post('b-1'), post('b-2'), post('b-3')]);
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200]);
+    expect(logs).toEqual([]); // not yet: after this turn of the event loop
+    await new Promise((r) => setImmediate(r));
+    expect(logs.map((l) => l.request_id).sort()).toEqual(['b-1', 'b-2', 'b-3']);
+    expect((await post('b-4')).status).toBe(200);
+    await app.flushTelemetry(); // at shutdown: whatever is queued, then the metrics
+    expect(logs.map((l) => l.request_id)).toContain('b-4');
+    expect(emf).toHaveLength(1);
+    expect(emf[0]).toMatchObject({ Requests: [1, 1, 1, 1], BatchSize: [2, 2, 2, 2] });
+  });
+});
+
+describe('metrics aggregation (interval mode)', () => {
+  it(`splits a busy interval into documents of at most ${MAX_REQUESTS_PER_DOCUMENT} requests per model version, losing none`, () => {
+    const docs: Record<string, unknown>[] = [];
+    const metrics = createRequestMetrics({ sink: (l) => docs.push(JSON.parse(l)) });
+    for (let i = 0; i < 250; i++) {
+      const version = i % 5 === 0 ? '2.0.0' : '1.4.0'; // a hot swap in the middle of the interval
+      metrics.recordRequest(
+        record({ latencyMs: i, status: i % 7 === 0 ? 400 : 200, model: { name: 'fraud', version } }),
+      );
+    }
+    metrics.recordRequest(record({ operation: 'health' })); // not counted
+    // Full documents go out at once; the rest waits for the interval (or a flush).
+    expect(docs.map((d) => [d.version, values(d, 'Requests').length])).toEqual([
+      ['1.4.0', 100],
+      ['1.4.0', 100],
+    ]);
+    metrics.flush();
+    expect(docs.map((d) => [d.version, values(d, 'Requests').length])).toEqual([
+      ['1.4.0', 100],
+      ['1.4.0', 100],
+      ['2.0.0', 50],
+    ]);
+    for (const doc of docs) {
+      expect(emfShape(doc)[0]).toMatchObject({
+        Namespace: 'maap',
+        Dimensions: [['service', 'model', 'version']],
+      });
+      for (const name of ['Requests', 'Latency', 'ClientErrors', 'ServerErrors']) {
+        expect(values(doc, name)).toHaveLength(values(doc, 'Requests').length);
+      }
+    }
+    const latencies = docs.flatMap((d) => values(d, 'Latency') as number[]);
+    expect(latencies.sort((a, b) => a - b)).toEqual(Array.from({ length: 250 }, (_, i) => i));
+    const clientErrors = docs.flatMap((d) => values(d, 'ClientErrors') as number[]);
+    expect(clientErrors.reduce((a, b) => a + b, 0)).toBe(Math.ceil(250 / 7));
+    metrics.flush(); // nothing pending: no document, no warning
+    expect(docs).toHaveLength(3);
+  });
+
+  it('publishes on its interval without a flush', async () => {
+    const docs: Record<string, unknown>[] = [];
+    const metrics = createRequestMetrics({ intervalMs: 20, sink: (l) => docs.push(JSON.parse(l)) });
+    metrics.recordRequest(record({ latencyMs: 1.5 }));
+    metrics.recordRequest(record({ latencyMs: 2.5, batchSize: 8 }));
+    expect(docs).toEqual([]);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(docs).toHaveLength(1);
+    expect(docs[0]).toMatchObject({ Requests: [1, 1], Latency: [1.5, 2.5], BatchSize: 8 });
   });
 });
 
@@ -194,26 +332,173 @@ describe('configuration', () => {
     expect(JSON.parse(lines[0] as string)).toMatchObject({ service: 'fraud-api', request_id: 'r' });
   });
 
-  it('with manual flushing, publishes only on flush (once per Lambda invocation)', () => {
+  it('with manual flushing, publishes only on flush (once per Lambda invocation), with the request id', () => {
     const docs: string[] = [];
     const metrics = createRequestMetrics({ flush: 'manual', sink: (l) => docs.push(l) });
-    const record = {
-      requestId: 'r',
-      method: 'POST',
-      path: PATH,
-      status: 200,
-      latencyMs: 2,
-      operation: 'infer' as const,
-    };
-    metrics.recordRequest({ ...record, model: { name: 'fraud', version: '1.4.0' } });
+    metrics.recordRequest(record({ requestId: 'req-lambda' }));
     expect(docs).toEqual([]);
     metrics.flush();
     expect(docs).toHaveLength(1);
     expect(JSON.parse(docs[0] as string)).toMatchObject({
       _aws: { CloudWatchMetrics: [{ Namespace: 'maap' }] },
       Requests: 1,
+      request_id: 'req-lambda',
     });
     metrics.flush(); // nothing stored: no document, no warning
     expect(docs).toHaveLength(1);
   });
+});
+
+/** A stream that records what it is given. */
+function recorder(): LineStream & { text(): string } {
+  const chunks: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      chunks.push(chunk.toString());
+      done();
+    },
+  });
+  return Object.assign(stream, { text: () => chunks.join('') }) as unknown as LineStream & {
+    text(): string;
+  };
+}
+
+describe('the buffered log output', () => {
+  it('prints the INFO line exactly as powertools does, and lets powertools print it once keys are added', () => {
+    const out = recorder();
+    const output = bufferedLines({ stream: out, flushAtExit: false });
+    const viaPowertools: string[] = [];
+    const fast = createRequestLog({ output });
+    const reference = createRequestLog({ sink: (l) => viaPowertools.push(l) });
+    const records = [
+      record({ requestId: 'a"b\\c', batchSize: 4, latencyMs: 0.123456 }),
+      record({ status: 404, error: 'unknown model "modèle→✓"\n', model: undefined, operation: 'other' }),
+    ];
+    for (const r of records) {
+      fast.logRequest(r);
+      reference.logRequest(r);
+    }
+    output.flush();
+    const lines = out.text().trimEnd().split('\n');
+    expect(lines).toHaveLength(2);
+    const withoutTime = (l: string) => l.replace(/"timestamp":"[^"]+"/, '"timestamp":"T"');
+    expect(lines.map(withoutTime)).toEqual(viaPowertools.map(withoutTime));
+    for (const line of lines) expect(new Date(JSON.parse(line).timestamp).getTime()).not.toBeNaN();
+
+    fast.logger.appendKeys({ tenant: 'acme' });
+    fast.logRequest(records[0] as RequestRecord);
+    output.flush();
+    expect(JSON.parse(out.text().trimEnd().split('\n')[2] as string)).toMatchObject({
+      tenant: 'acme',
+      request_id: 'a"b\\c',
+    });
+  });
+
+  it('writes queued lines in order, in one write per flush', () => {
+    const writes: string[] = [];
+    const stream = Object.assign(recorder(), {
+      write(chunk: string | Uint8Array) {
+        writes.push(Buffer.from(chunk).toString());
+        return true;
+      },
+    });
+    const output = bufferedLines({ stream, maxBytes: 100, flushAtExit: false });
+    output.write('one');
+    output.write('two');
+    expect(writes).toEqual([]);
+    output.flush();
+    expect(writes).toEqual(['one\ntwo\n']);
+    output.write('x'.repeat(120)); // over maxChars: written at once
+    expect(writes).toHaveLength(2);
+    output.flush(); // nothing queued
+    expect(writes).toHaveLength(2);
+  });
+
+  it('writes the log lines and metrics of the last requests at shutdown', async () => {
+    const out = recorder();
+    const output = bufferedLines({ stream: out, maxDelayMs: 60_000, flushAtExit: false });
+    const app = createApp({
+      models: served.slot,
+      logger: createRequestLog({ output }),
+      metrics: createRequestMetrics({ output, intervalMs: 60_000 }),
+    });
+    const running = await startServer({ app, port: 0, handleSignals: false });
+    for (let i = 0; i < 3; i++) expect((await infer(running.url, request(2), PATH)).status).toBe(200);
+    expect((await call(running.url, 'GET', '/v2/health/live')).status).toBe(200);
+    expect(out.text()).toBe(''); // everything is still queued
+    await running.shutdown();
+    const lines = out
+      .text()
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines.filter((l) => l.message === 'request').map((l) => l.operation)).toEqual([
+      'infer',
+      'infer',
+      'infer',
+      'health',
+    ]);
+    const docs = lines.filter((l) => l._aws);
+    expect(docs).toHaveLength(1);
+    expect(docs[0]).toMatchObject({
+      model: 'fraud',
+      version: '1.4.0',
+      Requests: [1, 1, 1],
+      BatchSize: [2, 2, 2],
+    });
+  });
+
+  it('never blocks on a stalled pipe, and writes everything still queued when the process exits', async () => {
+    const { dir, cleanup } = await tempDir('maap-exit-');
+    try {
+      const script = join(dir, 'exit.ts');
+      const lib = (p: string) => JSON.stringify(join(REPO, 'lib/telemetry', p));
+      await writeFile(
+        script,
+        [
+          `import { stdoutLines } from ${lib('output.ts')};`,
+          `import { createRequestLog } from ${lib('request-log.ts')};`,
+          `import { createRequestMetrics } from ${lib('request-metrics.ts')};`,
+          'const output = stdoutLines();',
+          'const log = createRequestLog({ output });',
+          'const metrics = createRequestMetrics({ output });',
+          'const started = performance.now();',
+          'for (let i = 0; i < 5000; i++) {',
+          "  const r = { requestId: 'r' + i, method: 'POST', path: '/p', status: 200, latencyMs: 1, operation: 'infer', model: { name: 'm', version: '1' } } as const;",
+          '  log.logRequest(r);',
+          '  metrics.recordRequest(r);',
+          '}',
+          'metrics.recordRequest({ requestId: "last", method: "POST", path: "/p", status: 500, latencyMs: 1, operation: "infer" });',
+          'output.write(JSON.stringify({ elapsed_ms: performance.now() - started }));',
+          'process.exit(0);',
+        ].join('\n'),
+      );
+      const child = spawn(join(REPO, 'node_modules/.bin/tsx'), [script], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      // Nobody reads for a while: the pipe (64 KiB) fills up long before the ~1.5 MB are written.
+      child.stdout.pause();
+      await new Promise((r) => setTimeout(r, 1000));
+      let text = '';
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (d: string) => (text += d));
+      child.stdout.resume();
+      const code = await new Promise((r) => child.on('close', r));
+      expect(code).toBe(0);
+      const lines = text
+        .trimEnd()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+      const requests = lines.filter((l) => l.message === 'request');
+      expect(requests.map((l) => l.request_id)).toEqual(Array.from({ length: 5000 }, (_, i) => `r${i}`));
+      const docs = lines.filter((l) => l._aws);
+      expect(docs.reduce((n, d) => n + values(d, 'Requests').length, 0)).toBe(5001);
+      expect(docs.at(-1)).toMatchObject({ model: 'none', ServerErrors: 1 }); // published by the exit hook
+      // The writes did not wait for the reader (it started a second later).
+      const elapsed = lines.find((l) => l.elapsed_ms !== undefined)?.elapsed_ms;
+      expect(elapsed).toBeLessThan(700);
+    } finally {
+      await cleanup();
+    }
+  }, 20_000);
 });
