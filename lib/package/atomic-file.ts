@@ -12,7 +12,8 @@ import { UsageError } from '../errors.ts';
 export interface AtomicFile {
   readonly path: string;
   readonly stream: WriteStream;
-  commit(): Promise<void>;
+  /** Renames the finished file into place; `durable` fsyncs it first (a crash cannot leave it empty). */
+  commit(options?: { durable?: boolean }): Promise<void>;
   discard(): Promise<void>;
 }
 
@@ -39,13 +40,15 @@ export async function createAtomicFile(path: string): Promise<AtomicFile> {
   return {
     path,
     stream,
-    async commit() {
+    async commit({ durable = true } = {}) {
       if (!stream.closed) await new Promise<void>((ok) => stream.once('close', () => ok()));
-      const synced = await open(temp, 'r+');
-      try {
-        await synced.sync();
-      } finally {
-        await synced.close();
+      if (durable) {
+        const synced = await open(temp, 'r+');
+        try {
+          await synced.sync();
+        } finally {
+          await synced.close();
+        }
       }
       await rename(temp, path);
     },

@@ -2,9 +2,7 @@ import { createHash, type KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import semver from 'semver';
-import tar from 'tar-stream';
 import { MaapError, PackageIntegrityError, UsageError } from '../errors.ts';
 import { defaultRuntimeRange } from '../onnx/compat.ts';
 import { inspectOnnx } from '../onnx/inspect.ts';
@@ -23,6 +21,7 @@ import {
   SIGNATURE_PATH,
 } from './manifest.ts';
 import { loadPrivateKey, signManifest } from './sign.ts';
+import { TarWriter } from './tar-writer.ts';
 
 export interface PackOptions {
   /** Model name, `[a-z0-9][a-z0-9-]{0,62}`. */
@@ -129,29 +128,16 @@ export async function packModel(modelPath: string, options: PackOptions): Promis
   const out = resolve(options.out ?? `${options.name}-${options.version}.maap`);
   const file = await createAtomicFile(out);
   try {
-    const archive = tar.pack();
-    const written = pipeline(archive, file.stream);
-    written.catch(() => {}); // awaited below; a write error must not surface as an unhandled rejection first
-    const header = (name: string, size: number) => ({
-      name,
-      size,
-      mode: 0o644,
-      mtime: createdAt,
-      uid: 0,
-      gid: 0,
-      uname: '',
-      gname: '',
-    });
-    await addBuffer(archive, header(MANIFEST_PATH, manifestBytes.length), manifestBytes);
-    await addFile(archive, header(MODEL_PATH, info.bytes), modelPath, progress);
-    for (const f of extra) await addFile(archive, header(f.path, f.bytes), f.source, progress);
-    if (signKey) {
-      const sig = signManifest(manifestBytes, signKey);
-      await addBuffer(archive, header(SIGNATURE_PATH, sig.length), sig);
-    }
-    archive.finalize();
-    await written;
-    await file.commit();
+    const archive = new TarWriter(file.stream, createdAt);
+    await archive.addBuffer(MANIFEST_PATH, manifestBytes);
+    await addFile(archive, MODEL_PATH, modelPath, info.bytes, progress);
+    for (const f of extra) await addFile(archive, f.path, f.source, f.bytes, progress);
+    if (signKey) await archive.addBuffer(SIGNATURE_PATH, signManifest(manifestBytes, signKey));
+    await archive.finish();
+    // A package file is a build output that `maap pack` can make again: the rename is atomic, and the
+    // registry's push (which fsyncs what it publishes) is where durability matters. Skipping the fsync here
+    // saves a full flush of the model to disk.
+    await file.commit({ durable: false });
   } catch (err) {
     await file.discard();
     throw err instanceof MaapError
@@ -218,32 +204,19 @@ function countingStream(path: string, progress: (n: number) => void) {
   return stream;
 }
 
-function addBuffer(
-  archive: tar.Pack,
-  header: Partial<tar.Header> & { name: string },
-  data: Buffer,
-): Promise<void> {
-  return new Promise((ok, fail) => archive.entry(header, data, (err) => (err ? fail(err) : ok())));
-}
-
 /**
  * Copies a file into the archive. It was hashed in the first pass; hashing it again would halve packing
  * speed, so a change in between is caught by its identity instead (inode, size, modification and change time).
  */
 async function addFile(
-  archive: tar.Pack,
-  header: Partial<tar.Header> & { name: string },
+  archive: TarWriter,
+  name: string,
   path: string,
+  size: number,
   progress: (n: number) => void,
 ) {
   const before = await stat(path, { bigint: true });
-  const source = createReadStream(path, { highWaterMark: 1 << 20 });
-  source.on('data', (chunk) => progress(chunk.length));
-  await new Promise<void>((ok, fail) => {
-    const sink = archive.entry(header, (err) => (err ? fail(err) : ok()));
-    source.on('error', fail);
-    source.pipe(sink);
-  });
+  await archive.addFile(name, path, size, progress);
   const after = await stat(path, { bigint: true });
   const same = (['ino', 'size', 'mtimeNs', 'ctimeNs'] as const).every((k) => before[k] === after[k]);
   if (!same) throw new PackageIntegrityError(`${path} changed while it was being packed; pack again`);

@@ -2,12 +2,12 @@ import type { KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
 import { MaapError, PackageIntegrityError } from '../errors.ts';
 import { createAtomicFile } from './atomic-file.ts';
 import { SIGNATURE_PATH } from './manifest.ts';
 import { keyFingerprint, loadPrivateKey, signManifest } from './sign.ts';
-import { TarReader } from './tar-reader.ts';
+import { BLOCK, TarReader } from './tar-reader.ts';
+import { ustarHeader } from './tar-writer.ts';
 import { verifyPackage } from './verify.ts';
 
 /**
@@ -24,7 +24,7 @@ export async function signPackage(
   const verified = await verifyPackage(target);
   const signature = signManifest(verified.manifestBytes, privateKey);
   const keep = await bytesBeforeSignature(target);
-  const tail = await signatureEntry(signature, new Date(verified.manifest.createdAt));
+  const tail = signatureEntry(signature, new Date(verified.manifest.createdAt));
   const file = await createAtomicFile(target);
   try {
     await pipeline(createReadStream(target, { start: 0, end: keep - 1 }), file.stream, { end: false });
@@ -57,25 +57,12 @@ async function bytesBeforeSignature(path: string): Promise<number> {
 }
 
 /** The maap.sig entry (header, data, padding) and the end-of-archive marker, as maap pack writes them. */
-async function signatureEntry(signature: Buffer, mtime: Date): Promise<Buffer> {
-  const archive = tar.pack();
-  const chunks: Buffer[] = [];
-  archive.on('data', (chunk: unknown) => {
-    chunks.push(chunk as Buffer);
-  });
-  const ended = new Promise<void>((ok) => archive.on('end', () => ok()));
-  const header = {
-    name: SIGNATURE_PATH,
-    size: signature.length,
-    mode: 0o644,
-    mtime,
-    uid: 0,
-    gid: 0,
-    uname: '',
-    gname: '',
-  };
-  await new Promise<void>((ok, fail) => archive.entry(header, signature, (err) => (err ? fail(err) : ok())));
-  archive.finalize();
-  await ended;
-  return Buffer.concat(chunks);
+function signatureEntry(signature: Buffer, mtime: Date): Buffer {
+  const padding = Buffer.alloc((BLOCK - (signature.length % BLOCK)) % BLOCK);
+  return Buffer.concat([
+    ustarHeader(SIGNATURE_PATH, signature.length, mtime),
+    signature,
+    padding,
+    Buffer.alloc(2 * BLOCK),
+  ]);
 }
