@@ -42,14 +42,7 @@ export async function createAtomicFile(path: string): Promise<AtomicFile> {
     stream,
     async commit({ durable = true } = {}) {
       if (!stream.closed) await new Promise<void>((ok) => stream.once('close', () => ok()));
-      if (durable) {
-        const synced = await open(temp, 'r+');
-        try {
-          await synced.sync();
-        } finally {
-          await synced.close();
-        }
-      }
+      if (durable) await fsyncFile(temp);
       await rename(temp, path);
     },
     async discard() {
@@ -58,4 +51,14 @@ export async function createAtomicFile(path: string): Promise<AtomicFile> {
       await rm(temp, { force: true }).catch(() => {});
     },
   };
+}
+
+/** Flushes a file's data to disk (before a rename publishes it). */
+export async function fsyncFile(path: string): Promise<void> {
+  const handle = await open(path, 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }

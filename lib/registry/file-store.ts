@@ -5,6 +5,7 @@ import { basename, dirname, join, resolve, sep } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { MaapError, NotFoundError, RegistryError } from '../errors.ts';
+import { fsyncFile } from '../package/atomic-file.ts';
 import { checkKey, type GetOptions, type ObjectInfo, type PutOptions, type Store } from './store.ts';
 
 /**
@@ -67,7 +68,7 @@ export class FileStore implements Store {
       });
       try {
         await pipeline(body, counter, createWriteStream(temp, { flags: 'wx' }));
-        await fsync(temp);
+        await fsyncFile(temp);
       } catch (err) {
         if (err instanceof MaapError) throw err;
         throw new RegistryError(`upload of "${key}" to ${this.uri} failed: ${(err as Error).message}`, {
@@ -160,15 +161,6 @@ export class FileStore implements Store {
       throw fsError('create folder', dir, err);
     }
     return join(dir, `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  }
-}
-
-async function fsync(file: string): Promise<void> {
-  const handle = await open(file, 'r+');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 

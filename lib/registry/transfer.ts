@@ -5,6 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { PackageIntegrityError, UsageError } from '../errors.ts';
+import { fsyncFile } from '../package/atomic-file.ts';
 import type { Manifest } from '../package/manifest.ts';
 import { type VerifiedPackage, type VerifyOptions, verifyPackage } from '../package/verify.ts';
 import { teeInto } from './io.ts';
@@ -107,7 +108,7 @@ export async function downloadVerified(
     file.end();
     await finished(file);
     options.accept?.(verified.manifest);
-    await fsync(temp);
+    await fsyncFile(temp);
     await rename(temp, out).catch((err: NodeJS.ErrnoException) => {
       const why = err.code === 'EISDIR' ? 'it is a folder: give a file path' : (err.code ?? err.message);
       throw new UsageError(`cannot write ${out}: ${why}`, { cause: err });
@@ -131,13 +132,4 @@ function drained(stream: NodeJS.WritableStream): Promise<void> {
     stream.on('drain', done);
     stream.on('error', done);
   });
-}
-
-async function fsync(path: string): Promise<void> {
-  const handle = await open(path, 'r+');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
