@@ -2,6 +2,7 @@ import semver from 'semver';
 import * as z from 'zod/mini';
 import { en } from 'zod/v4/locales';
 import { PackageIntegrityError } from '../errors.ts';
+import { MODEL_NAME_PATTERN } from './names.ts';
 
 // zod/mini: the same checks and messages as classic zod at a fraction of the bundle and of the import time (the
 // predictor validates a manifest on every cold start). Mini registers no locale by itself: English, unless the
@@ -33,7 +34,8 @@ export const MANIFEST_PATH = 'maap.json';
 export const SIGNATURE_PATH = 'maap.sig';
 export const MODEL_PATH = 'model.onnx';
 
-export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** A model name (the rule lives in `names.ts`, which the CDK constructs use without the schema). */
+export const NAME_PATTERN = MODEL_NAME_PATTERN;
 const sha256 = z.string().check(z.regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits (SHA-256)'));
 const int = () => z.number().check(z.int());
 const bytes = int().check(z.nonnegative());
