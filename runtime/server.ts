@@ -7,11 +7,10 @@
  */
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { getRequestListener } from '@hono/node-server';
 import { UsageError } from '../lib/errors.ts';
+import { type FetchHandler, nodeListener } from '../lib/serving/adapters/node.ts';
 
-export interface FetchApp {
-  fetch(request: Request, ...rest: never[]): Response | Promise<Response>;
+export interface FetchApp extends FetchHandler {
   /** Writes out buffered telemetry; called at shutdown once the last request has finished. */
   flushTelemetry?(): void | Promise<void>;
 }
@@ -51,9 +50,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     inFlight.delete(this);
     if (stopping) server.closeIdleConnections();
   }
-  // @hono/node-server's listener (its lightweight Request and Response, see its docs), wrapped to track the
-  // requests in flight: one 'request' listener, no closure per request.
-  const listener = getRequestListener(options.app.fetch as never);
+  // The Node adapter (see lib/serving/adapters/node.ts), wrapped to track the requests in flight.
+  const listener = nodeListener(options.app);
   const server = createServer((req, res) => {
     inFlight.add(res);
     if (stopping) res.setHeader('connection', 'close');

@@ -1,20 +1,19 @@
 /**
  * The one HTTP application (hono) of the predictor: exactly the Open Inference Protocol v2 REST endpoints, for
- * every channel (Node server, Lambda via `hono/aws-lambda`'s `handle`, edge). Nothing here is specific to a
- * server: the app sees Requests and returns Responses. (When `@hono/node-server` passes the Node request along,
- * headers and the request body are read from it directly: the same values, without building a fetch Request.)
+ * every channel: the Node server and the Lambda handler (`adapters/node.ts`, `adapters/lambda.ts`) and any
+ * fetch runtime (edge). Nothing here is specific to a server. Given a fetch `Request`, the app answers fetch
+ * `Response`s; given an adapter's `RequestSource` (see `exchange.ts`), it reads headers and the body from it and
+ * answers `PlainResponse`s: the same answers, without fetch objects.
  *
  * Each route has one handler (`endpoint`) doing what middleware would (request id, method check, errors,
- * telemetry): hono then dispatches it without composing a middleware chain. Responses are built with plain
- * header objects, which the Node adapter writes as they are.
+ * telemetry): hono then dispatches it without composing a middleware chain.
  *
  * Every response is JSON (`{"error": "..."}` for errors) and carries `x-request-id`. 4xx for what the caller got
  * wrong (400 bad JSON or request, 404 unknown model, version or route, 405 wrong method, 413 body over the limit,
  * 415 not JSON), 503 while no model is in service, 500 only for our own faults (logged with their stack).
  */
-import type { IncomingMessage } from 'node:http';
 import { type Context, Hono } from 'hono';
-import { InferenceRequestError, NotFoundError, PayloadTooLargeError } from '../errors.ts';
+import { InferenceRequestError, NotFoundError } from '../errors.ts';
 import type { LoadedModel } from '../inference/model.ts';
 import { ModelUnavailableError } from '../inference/model-errors.ts';
 import { validateRequest } from '../inference/validate.ts';
@@ -22,6 +21,7 @@ import { onExit, stdoutLines } from '../telemetry/output.ts';
 import { createRequestLog } from '../telemetry/request-log.ts';
 import { createRequestMetrics } from '../telemetry/request-metrics.ts';
 import type { Operation, RequestLog, RequestMetrics, RequestRecord } from '../telemetry/request-record.ts';
+import { PlainResponse, type RequestSource, requestSource, tooLarge } from './exchange.ts';
 import type { ModelHost } from './host.ts';
 import { checkContentType, clip, errorAnswer, MethodNotAllowedError, requestIdFrom } from './http.ts';
 import {
@@ -68,6 +68,8 @@ interface Exchange {
   batchSize?: number;
   errorMessage?: string;
   fault?: unknown;
+  /** Where an adapter lets the app read the request (and take a `PlainResponse`); none for a fetch Request. */
+  readonly source?: RequestSource;
 }
 
 export type PredictorApp = Hono & {
@@ -80,42 +82,25 @@ export type PredictorApp = Hono & {
 type C = Context;
 type Handler = (c: C, x: Exchange) => Response | Promise<Response>;
 
-/** The Node request behind a request, when the app runs on `@hono/node-server` (its `HttpBindings`). */
-function nodeRequest(c: C): IncomingMessage | undefined {
-  return (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+/** A request header: from the adapter's `RequestSource` when there is one, otherwise from the fetch Request. */
+function header(c: C, x: Exchange, name: string): string | undefined {
+  return x.source ? x.source.header(name) : c.req.header(name);
 }
 
-/**
- * A request header, as `Headers#get` answers it (duplicates joined with ", "). On Node it is read from the raw
- * header list: asking the fetch Request for its `headers` builds a whole `Headers` object per request.
- */
-function header(c: C, name: string): string | undefined {
-  const incoming = nodeRequest(c);
-  if (incoming === undefined) return c.req.header(name);
-  const raw = incoming.rawHeaders;
-  let value: string | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    if (sameName(raw[i] as string, name))
-      value = value === undefined ? raw[i + 1] : `${value}, ${raw[i + 1]}`;
-  }
-  return value;
-}
-
-/** Whether header name `key` is `lower` (lowercase), ignoring ASCII case, without allocating. */
-function sameName(key: string, lower: string): boolean {
-  if (key.length !== lower.length) return false;
-  for (let i = 0; i < key.length; i++) {
-    const c = key.charCodeAt(i);
-    if ((c >= 65 && c <= 90 ? c + 32 : c) !== lower.charCodeAt(i)) return false;
-  }
-  return true;
-}
-
-/** A JSON answer carrying the request id (a plain header object: the Node adapter writes it as is). */
+/** A JSON answer carrying the request id: a `PlainResponse` for an adapter, a fetch `Response` otherwise. */
 function json(x: Exchange, status: number, body: string, allow?: string): Response {
   const headers: Record<string, string> = { 'content-type': 'application/json', 'x-request-id': x.requestId };
   if (allow !== undefined) headers.allow = allow;
-  return new Response(body, { status, headers });
+  return x.source
+    ? new PlainResponse(status, headers, body).asResponse()
+    : new Response(body, { status, headers });
+}
+
+/** The request's `Exchange`: its id (the caller's when sane) and, from an adapter, where to read it from. */
+function exchange(c: C, operation: Operation): Exchange {
+  const source = requestSource(c.env);
+  const requestId = requestIdFrom(source ? source.header('x-request-id') : c.req.header('x-request-id'));
+  return source ? { requestId, operation, source } : { requestId, operation };
 }
 
 export function createApp(options: AppOptions): PredictorApp {
@@ -195,7 +180,7 @@ export function createApp(options: AppOptions): PredictorApp {
   function endpoint(method: 'GET' | 'POST' | undefined, operation: Operation, handler: Handler) {
     return async (c: C): Promise<Response> => {
       const start = performance.now();
-      const x: Exchange = { requestId: requestIdFrom(header(c, 'x-request-id')), operation };
+      const x = exchange(c, operation);
       let res: Response;
       try {
         const actual = c.req.method;
@@ -268,13 +253,10 @@ export function createApp(options: AppOptions): PredictorApp {
     async (c, x) => {
       const name = c.req.param('name') ?? '';
       const version = c.req.param('version');
-      checkContentType(header(c, 'content-type'));
-      checkDeclaredLength(c, maxBody);
+      checkContentType(header(c, x, 'content-type'));
+      checkDeclaredLength(c, x, maxBody);
       pick(x, name, version); // answer 404/503 before reading a body
-      const incoming = nodeRequest(c);
-      const bytes = incoming
-        ? await readNodeBody(incoming, maxBody)
-        : await readWebBody(c.req.raw.body, maxBody);
+      const bytes = x.source ? await x.source.body(maxBody) : await readWebBody(c.req.raw.body, maxBody);
       const body = parseJson(utf8.decode(bytes));
       // The model in service when the body has arrived: a swap in between moves the request to the new model.
       const model = pick(x, name, version);
@@ -293,7 +275,7 @@ export function createApp(options: AppOptions): PredictorApp {
   app.notFound(notFound);
   // Every handler answers its own errors; this is for a fault inside hono itself.
   app.onError((err, c) => {
-    const x: Exchange = { requestId: requestIdFrom(header(c, 'x-request-id')), operation: 'other' };
+    const x = exchange(c, 'other');
     const res = failure(x, err);
     report(c, x, res.status, 0);
     return res;
@@ -309,79 +291,19 @@ export function createApp(options: AppOptions): PredictorApp {
 }
 
 /** A 413 before the body is read when its Content-Length says it is larger than `limit`. */
-function checkDeclaredLength(c: C, limit: number): void {
-  const length = header(c, 'content-length');
-  if (length !== undefined && header(c, 'transfer-encoding') === undefined) {
+function checkDeclaredLength(c: C, x: Exchange, limit: number): void {
+  const length = header(c, x, 'content-length');
+  if (length !== undefined && header(c, x, 'transfer-encoding') === undefined) {
     if (Number.parseInt(length, 10) > limit) throw tooLarge(limit);
   }
 }
 
 /**
- * Request bodies are decoded as `Request#text` does: UTF-8, a leading BOM dropped. They are read straight from
- * the Node request when there is one (the fetch Request's stream costs a web stream, an abort signal and a
- * `Request` per request), otherwise from the Request's stream; either way refused with a 413 as soon as they
- * stream past the limit.
+ * Request bodies are decoded as `Request#text` does: UTF-8, a leading BOM dropped. They come from the adapter's
+ * `RequestSource`, otherwise from the Request's stream; either way refused with a 413 as soon as they are known
+ * to exceed the limit.
  */
 const utf8 = new TextDecoder();
-
-function tooLarge(limit: number): PayloadTooLargeError {
-  return new PayloadTooLargeError(`the request body is larger than the limit of ${limit} bytes`);
-}
-
-/** A body being read from a Node request (its listeners are shared functions: no closures per request). */
-interface NodeBodyRead {
-  readonly chunks: Buffer[];
-  size: number;
-  readonly limit: number;
-  readonly resolve: (bytes: Uint8Array) => void;
-  readonly reject: (err: Error) => void;
-}
-const bodyRead = Symbol('maap.bodyRead');
-type Reading = IncomingMessage & { [bodyRead]?: NodeBodyRead };
-
-function readNodeBody(incoming: Reading, limit: number): Promise<Uint8Array> {
-  if (incoming.readableEnded) return Promise.resolve(new Uint8Array(0));
-  return new Promise((resolve, reject) => {
-    incoming[bodyRead] = { chunks: [], size: 0, limit, resolve, reject };
-    incoming.on('data', onBodyData);
-    incoming.on('end', onBodyEnd);
-    incoming.on('error', onBodyAbort);
-    incoming.on('close', onBodyAbort);
-  });
-}
-
-function settleBodyRead(incoming: Reading): NodeBodyRead | undefined {
-  const read = incoming[bodyRead];
-  incoming[bodyRead] = undefined;
-  incoming.off('data', onBodyData);
-  incoming.off('end', onBodyEnd);
-  incoming.off('error', onBodyAbort);
-  incoming.off('close', onBodyAbort);
-  return read;
-}
-
-function onBodyData(this: Reading, chunk: Buffer): void {
-  const read = this[bodyRead];
-  if (read === undefined) return;
-  read.size += chunk.length;
-  if (read.size > read.limit) {
-    settleBodyRead(this);
-    this.pause(); // the adapter drains (or drops) the rest once the answer is sent
-    read.reject(tooLarge(read.limit));
-  } else read.chunks.push(chunk);
-}
-
-function onBodyEnd(this: Reading): void {
-  const read = settleBodyRead(this);
-  if (read === undefined) return;
-  read.resolve(read.chunks.length === 1 ? (read.chunks[0] as Buffer) : Buffer.concat(read.chunks, read.size));
-}
-
-function onBodyAbort(this: Reading): void {
-  settleBodyRead(this)?.reject(
-    new InferenceRequestError('the request body was cut off: the client closed the connection'),
-  );
-}
 
 async function readWebBody(body: ReadableStream<Uint8Array> | null, limit: number): Promise<Uint8Array> {
   if (!body) return new Uint8Array(0);

@@ -2,6 +2,7 @@
  * HTTP details of the serving app that are not routes: the errors only HTTP has (405, 415), the accepted
  * request content types, request ids, and how a thrown error becomes a status and a message.
  */
+import { randomUUID } from 'node:crypto';
 import { HTTPException } from 'hono/http-exception';
 import { MaapError } from '../errors.ts';
 
@@ -52,7 +53,8 @@ export function checkContentType(header: string | undefined): void {
 const SANE_REQUEST_ID = /^[\w.:@=+/-]{1,128}$/;
 
 export function requestIdFrom(header: string | undefined): string {
-  return header !== undefined && SANE_REQUEST_ID.test(header) ? header : crypto.randomUUID();
+  // node:crypto's, not the global WebCrypto one: that loads WebCrypto on first use (milliseconds of a cold start).
+  return header !== undefined && SANE_REQUEST_ID.test(header) ? header : randomUUID();
 }
 
 export interface ErrorAnswer {

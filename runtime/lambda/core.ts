@@ -5,9 +5,9 @@
  * drown in retries): the predictor starts anyway, answers readiness with 503 and the reason, and logs why.
  */
 import type { Logger } from '@aws-lambda-powertools/logger';
-import { handle, type LambdaContext, type LambdaEvent } from 'hono/aws-lambda';
 import type { LoadedModel, LoadOptions } from '../../lib/inference/model.ts';
 import { ModelUnavailableError } from '../../lib/inference/model-errors.ts';
+import { handleLambdaEvent, type LambdaHttpResult } from '../../lib/serving/adapters/lambda.ts';
 import { createApp, type PredictorApp } from '../../lib/serving/app.ts';
 import { ModelSlot } from '../../lib/serving/host.ts';
 import { createRequestLog } from '../../lib/telemetry/request-log.ts';
@@ -82,19 +82,20 @@ export async function createPredictor(options: PredictorOptions = {}): Promise<P
   return { app, slot, logger, metrics, init };
 }
 
-export type LambdaHandler = (event: LambdaEvent, context?: LambdaContext) => Promise<unknown>;
+/** The Lambda context, as the handler uses it (powertools' Logger reads the invocation's fields from it). */
+export type LambdaContext = Parameters<Logger['addContext']>[0];
+export type LambdaHandler = (event: unknown, context?: LambdaContext) => Promise<LambdaHttpResult>;
 
 /**
  * The Lambda handler around a predictor: Function URL, API Gateway HTTP API (v2) and REST API (v1) events all go
- * through the same app (`hono/aws-lambda` tells them apart); the invocation's context enriches the log lines, and
- * the request's metrics are flushed before the invocation returns.
+ * through the same app (see `lib/serving/adapters/lambda.ts`); the invocation's context enriches the log lines,
+ * and the request's metrics are flushed before the invocation returns.
  */
 export function lambdaHandler(predictor: Predictor): LambdaHandler {
-  const serve = handle(predictor.app);
   return async (event, context) => {
-    if (context) predictor.logger.addContext(context as unknown as Parameters<Logger['addContext']>[0]);
+    if (context) predictor.logger.addContext(context);
     try {
-      return await serve(event, context);
+      return await handleLambdaEvent(predictor.app, event);
     } finally {
       predictor.metrics.flush();
     }

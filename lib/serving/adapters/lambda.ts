@@ -1,0 +1,188 @@
+/**
+ * The Lambda adapter: serves the predictor app (any fetch-style app) to the HTTP events AWS Lambda receives:
+ * Lambda Function URLs and API Gateway HTTP APIs (payload format 2.0) and API Gateway REST APIs (payload format
+ * 1.0, proxy integration). The app gets a `LiteRequest` and the event as its `RequestSource`; its `PlainResponse`
+ * becomes the result Lambda expects for that event. No fetch `Request`, `Response` or `Headers` is built: on
+ * Node they load undici on first use, about 40 ms of a cold start (see `exchange.ts`).
+ *
+ * An event of any other shape (a direct `aws lambda invoke`, a queue message) is answered with a 400 result
+ * that says which events the function takes, rather than a crash.
+ */
+import { InferenceRequestError } from '../../errors.ts';
+import {
+  LiteRequest,
+  PlainResponse,
+  plainAnswer,
+  REQUEST_SOURCE,
+  type RequestSource,
+  tooLarge,
+} from '../exchange.ts';
+import type { FetchHandler } from './node.ts';
+
+/** Function URL and HTTP API request (payload format 2.0): the fields the adapter reads. */
+export interface HttpEventV2 {
+  readonly version: '2.0';
+  readonly rawPath: string;
+  readonly rawQueryString?: string;
+  readonly headers?: Readonly<Record<string, string | undefined>> | null;
+  readonly cookies?: readonly string[] | null;
+  readonly requestContext: { readonly domainName?: string; readonly http: { readonly method: string } };
+  readonly body?: string | null;
+  readonly isBase64Encoded?: boolean;
+}
+
+/** REST API proxy request (payload format 1.0): the fields the adapter reads. */
+export interface HttpEventV1 {
+  readonly version?: '1.0';
+  readonly httpMethod: string;
+  readonly path: string;
+  readonly headers?: Readonly<Record<string, string | undefined>> | null;
+  readonly multiValueHeaders?: Readonly<Record<string, readonly string[] | undefined>> | null;
+  readonly queryStringParameters?: Readonly<Record<string, string | undefined>> | null;
+  readonly multiValueQueryStringParameters?: Readonly<Record<string, readonly string[] | undefined>> | null;
+  readonly requestContext?: { readonly domainName?: string } | null;
+  readonly body?: string | null;
+  readonly isBase64Encoded?: boolean;
+}
+
+export type LambdaHttpEvent = HttpEventV2 | HttpEventV1;
+
+/** What the handler returns: the proxy result of either payload format (the app never sets cookies). */
+export interface LambdaHttpResult {
+  statusCode: number;
+  headers: Record<string, string>;
+  body: string;
+  isBase64Encoded: false;
+}
+
+/** Serves one event through `app`; never throws (a fault in the app is a 500 result). */
+export async function handleLambdaEvent(app: FetchHandler, event: unknown): Promise<LambdaHttpResult> {
+  const request = eventRequest(event);
+  if (typeof request === 'string')
+    return result(new PlainResponse(400, jsonHeaders(), JSON.stringify({ error: request })), false);
+  let answer: PlainResponse;
+  try {
+    answer = await plainAnswer(await app.fetch(request.lite.asRequest(), request.source));
+  } catch (err) {
+    console.error('maap: request failed:', err);
+    answer = new PlainResponse(500, jsonHeaders(), '{"error":"internal server error"}');
+  }
+  return result(answer, request.lite.method === 'HEAD');
+}
+
+function jsonHeaders(): Record<string, string> {
+  return { 'content-type': 'application/json' };
+}
+
+function result(answer: PlainResponse, head: boolean): LambdaHttpResult {
+  return {
+    statusCode: answer.status,
+    headers: answer.headers,
+    body: head ? '' : answer.body,
+    isBase64Encoded: false,
+  };
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
+
+/** The request an event carries, or why it is not an HTTP event this adapter serves. */
+function eventRequest(event: unknown): { lite: LiteRequest; source: EventRequestSource } | string {
+  const unknownEvent =
+    'not an HTTP event: the predictor takes Lambda Function URL, API Gateway HTTP API (payload 2.0) and REST API (payload 1.0) events';
+  if (!isObject(event)) return unknownEvent;
+  if (event.version === '2.0') {
+    const e = event as unknown as HttpEventV2;
+    const method = e.requestContext?.http?.method;
+    if (typeof method !== 'string' || typeof e.rawPath !== 'string') return unknownEvent;
+    const headers = lowerCased(e.headers);
+    if (e.cookies?.length) headers.cookie = e.cookies.join('; ');
+    const source = new EventRequestSource(headers, e.body, e.isBase64Encoded === true);
+    const query = e.rawQueryString ? `?${e.rawQueryString}` : '';
+    return {
+      lite: new LiteRequest(method, urlOf(headers, e.requestContext.domainName, e.rawPath, query), source),
+      source,
+    };
+  }
+  if (typeof event.httpMethod === 'string' && typeof event.path === 'string') {
+    const e = event as unknown as HttpEventV1;
+    const headers = lowerCased(e.headers);
+    if (e.multiValueHeaders) {
+      for (const [name, values] of Object.entries(e.multiValueHeaders)) {
+        if (values?.length) headers[name.toLowerCase()] = values.join(', ');
+      }
+    }
+    const source = new EventRequestSource(headers, e.body, e.isBase64Encoded === true);
+    return {
+      lite: new LiteRequest(
+        e.httpMethod,
+        urlOf(headers, e.requestContext?.domainName, e.path, queryV1(e)),
+        source,
+      ),
+      source,
+    };
+  }
+  return unknownEvent;
+}
+
+function lowerCased(
+  headers: Readonly<Record<string, string | undefined>> | null | undefined,
+): Record<string, string> {
+  const out: Record<string, string> = Object.create(null);
+  if (headers)
+    for (const [name, value] of Object.entries(headers))
+      if (value !== undefined) out[name.toLowerCase()] = value;
+  return out;
+}
+
+function urlOf(
+  headers: Record<string, string>,
+  domain: string | undefined,
+  path: string,
+  query: string,
+): string {
+  const host = headers.host ?? domain ?? 'localhost';
+  return `https://${host}${path.startsWith('/') ? path : `/${path}`}${query}`;
+}
+
+function queryV1(e: HttpEventV1): string {
+  const params = new URLSearchParams();
+  if (e.multiValueQueryStringParameters) {
+    for (const [k, values] of Object.entries(e.multiValueQueryStringParameters))
+      for (const v of values ?? []) params.append(k, v);
+  } else if (e.queryStringParameters) {
+    for (const [k, v] of Object.entries(e.queryStringParameters)) if (v !== undefined) params.append(k, v);
+  }
+  const query = params.toString();
+  return query ? `?${query}` : '';
+}
+
+/** An event as the app's `RequestSource`: headers already merged and lower-cased, the body a string. */
+class EventRequestSource implements RequestSource {
+  readonly [REQUEST_SOURCE] = true as const;
+
+  constructor(
+    private readonly headers: Record<string, string>,
+    private readonly rawBody: string | null | undefined,
+    private readonly base64: boolean,
+  ) {}
+
+  header(name: string): string | undefined {
+    return this.headers[name];
+  }
+
+  headerEntries(): Iterable<[string, string]> {
+    return Object.entries(this.headers);
+  }
+
+  async body(limit: number): Promise<Uint8Array> {
+    const raw = this.rawBody ?? '';
+    // Base64 takes 4 characters for 3 bytes; text at most 4 bytes a character: refuse before decoding when sure.
+    if ((this.base64 ? Math.floor((raw.length * 3) / 4) - 2 : raw.length) > limit) throw tooLarge(limit);
+    if (this.base64 && !/^[A-Za-z0-9+/]*={0,2}$/.test(raw)) {
+      throw new InferenceRequestError('the request body is marked base64-encoded but is not valid base64');
+    }
+    const bytes = Buffer.from(raw, this.base64 ? 'base64' : 'utf8');
+    if (bytes.length > limit) throw tooLarge(limit);
+    return bytes;
+  }
+}

@@ -1,0 +1,181 @@
+/**
+ * The Node adapter: serves the predictor app (any fetch-style app, in fact) to `node:http` requests. The app gets
+ * a `LiteRequest` and the Node request itself as its `RequestSource` (headers read from the raw header list, the
+ * body from the stream), and answers a `PlainResponse`, written with one `writeHead` and one `end`: with a string
+ * body, Node sends the head and the body in one write. A real `Response` (hono builds one for HEAD) is read
+ * into the same shape.
+ *
+ * A request body left unread (an early 4xx, a body over the limit) is not read on: when it is large, unknown in
+ * size or was given up, the answer carries `Connection: close` and the connection ends with it; a small one Node
+ * discards itself, keeping the connection alive.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { InferenceRequestError } from '../../errors.ts';
+import {
+  LiteRequest,
+  PlainResponse,
+  plainAnswer,
+  REQUEST_SOURCE,
+  type RequestSource,
+  tooLarge,
+} from '../exchange.ts';
+
+/** What the adapter serves: hono's `app.fetch` signature. */
+export interface FetchHandler {
+  fetch(request: Request, env?: unknown): Response | Promise<Response>;
+}
+
+/** An unread body up to this size is left to Node, which discards it and keeps the connection. */
+const DISCARD_BYTES = 64 * 1024;
+
+/** The `node:http` request listener serving `app`. */
+export function nodeListener(app: FetchHandler): (req: IncomingMessage, res: ServerResponse) => void {
+  const fetch = app.fetch.bind(app);
+  return (req, res) => {
+    const source = new NodeRequestSource(req);
+    let answer: Response | Promise<Response>;
+    try {
+      answer = fetch(new LiteRequest(req.method ?? 'GET', urlOf(req), source).asRequest(), source);
+    } catch (err) {
+      fail(res, err);
+      return;
+    }
+    const done = (a: Response | PlainResponse): void => {
+      if (a instanceof PlainResponse) send(res, source, a);
+      else plainAnswer(a).then((p) => send(res, source, p), failed);
+    };
+    const failed = (err: unknown): void => fail(res, err);
+    if (answer instanceof Promise) answer.then(done, failed);
+    else done(answer);
+  };
+}
+
+/** The URL hono routes on: the request target under this server's origin (only its path matters). */
+function urlOf(req: IncomingMessage): string {
+  const target = req.url ?? '/';
+  return target.charCodeAt(0) === 47 ? `http://localhost${target}` : `http://localhost/${target}`;
+}
+
+function send(res: ServerResponse, source: NodeRequestSource, answer: PlainResponse): void {
+  const headers = answer.headers;
+  headers['content-length'] = String(Buffer.byteLength(answer.body));
+  if (source.leavesUnreadBody()) headers.connection = 'close';
+  res.writeHead(answer.status, headers);
+  res.end(answer.body);
+}
+
+/** The last resort: the app threw past its own error handling. */
+function fail(res: ServerResponse, err: unknown): void {
+  process.stderr.write(`maap: request failed: ${(err as Error)?.stack ?? String(err)}\n`);
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = '{"error":"internal server error"}';
+  res.writeHead(500, { 'content-type': 'application/json', 'content-length': String(body.length) });
+  res.end(body);
+}
+
+/** A Node request as the app's `RequestSource`. */
+class NodeRequestSource implements RequestSource {
+  readonly [REQUEST_SOURCE] = true as const;
+  #abandoned = false;
+
+  constructor(readonly incoming: IncomingMessage) {}
+
+  header(name: string): string | undefined {
+    const raw = this.incoming.rawHeaders;
+    let value: string | undefined;
+    for (let i = 0; i < raw.length; i += 2) {
+      if (sameName(raw[i] as string, name))
+        value = value === undefined ? raw[i + 1] : `${value}, ${raw[i + 1]}`;
+    }
+    return value;
+  }
+
+  *headerEntries(): Iterable<[string, string]> {
+    const raw = this.incoming.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) yield [(raw[i] as string).toLowerCase(), raw[i + 1] as string];
+  }
+
+  body(limit: number): Promise<Uint8Array> {
+    const incoming = this.incoming as Reading;
+    if (incoming.readableEnded) return Promise.resolve(new Uint8Array(0));
+    return new Promise((resolve, reject) => {
+      incoming[bodyRead] = { chunks: [], size: 0, limit, resolve, reject, source: this };
+      incoming.on('data', onBodyData);
+      incoming.on('end', onBodyEnd);
+      incoming.on('error', onBodyAbort);
+      incoming.on('close', onBodyAbort);
+    });
+  }
+
+  /** Whether answering now leaves a body unread that the connection must not carry on with. */
+  leavesUnreadBody(): boolean {
+    if (this.#abandoned) return true;
+    if (this.incoming.complete) return false;
+    if (this.header('transfer-encoding') !== undefined) return true;
+    const length = Number(this.header('content-length') ?? 0);
+    return !(length <= DISCARD_BYTES);
+  }
+
+  abandon(): void {
+    this.#abandoned = true;
+  }
+}
+
+/** Whether header name `key` is `lower` (lowercase), ignoring ASCII case, without allocating. */
+function sameName(key: string, lower: string): boolean {
+  if (key.length !== lower.length) return false;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if ((c >= 65 && c <= 90 ? c + 32 : c) !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/** A body being read from a Node request (its listeners are shared functions: no closures per request). */
+interface NodeBodyRead {
+  readonly chunks: Buffer[];
+  size: number;
+  readonly limit: number;
+  readonly resolve: (bytes: Uint8Array) => void;
+  readonly reject: (err: Error) => void;
+  readonly source: NodeRequestSource;
+}
+const bodyRead = Symbol('maap.bodyRead');
+type Reading = IncomingMessage & { [bodyRead]?: NodeBodyRead };
+
+function settleBodyRead(incoming: Reading): NodeBodyRead | undefined {
+  const read = incoming[bodyRead];
+  incoming[bodyRead] = undefined;
+  incoming.off('data', onBodyData);
+  incoming.off('end', onBodyEnd);
+  incoming.off('error', onBodyAbort);
+  incoming.off('close', onBodyAbort);
+  return read;
+}
+
+function onBodyData(this: Reading, chunk: Buffer): void {
+  const read = this[bodyRead];
+  if (read === undefined) return;
+  read.size += chunk.length;
+  if (read.size > read.limit) {
+    settleBodyRead(this);
+    this.pause(); // the rest is not read: the answer closes the connection
+    read.source.abandon();
+    read.reject(tooLarge(read.limit));
+  } else read.chunks.push(chunk);
+}
+
+function onBodyEnd(this: Reading): void {
+  const read = settleBodyRead(this);
+  if (read === undefined) return;
+  read.resolve(read.chunks.length === 1 ? (read.chunks[0] as Buffer) : Buffer.concat(read.chunks, read.size));
+}
+
+function onBodyAbort(this: Reading): void {
+  settleBodyRead(this)?.reject(
+    new InferenceRequestError('the request body was cut off: the client closed the connection'),
+  );
+}

@@ -1,0 +1,89 @@
+/**
+ * How a server adapter hands a request to the predictor app, and takes the answer back, without fetch objects.
+ *
+ * The app is a hono app: `app.fetch(request, env)`. Run on an edge runtime (or through `app.request` in a test),
+ * it gets a real `Request` and answers real `Response`s. The Node server and the Lambda handler instead pass a
+ * `LiteRequest` (just the method and URL hono routes on) and, as hono's `env`, a `RequestSource` the app reads
+ * headers and the body from; the app then answers `PlainResponse`s (status, header record, string body), which
+ * the adapter writes out as they are. The answers are the same; only their envelope differs.
+ *
+ * Why: on Node, `Request`, `Response` and `Headers` live in undici, which loads on first use (about 40 ms of a
+ * Lambda cold start here, with tls, http2 and zlib in tow), and building them costs microseconds per request on
+ * a server whose whole budget per request is tens of microseconds.
+ */
+import { PayloadTooLargeError } from '../errors.ts';
+
+/** Marks a `RequestSource` among hono `env` values (an edge platform passes its own bindings there). */
+export const REQUEST_SOURCE: unique symbol = Symbol.for('maap.requestSource');
+
+/** Where the app reads a request from when an adapter passes one (as hono's `env`). */
+export interface RequestSource {
+  readonly [REQUEST_SOURCE]: true;
+  /** A request header as `Headers#get` answers it: case-insensitive, repeated values joined with ", ". */
+  header(name: string): string | undefined;
+  /** Every request header as (lower-case name, value) pairs, for the rare caller that wants a `Headers`. */
+  headerEntries(): Iterable<[string, string]>;
+  /** The whole body; rejects with PayloadTooLargeError as soon as it is known to exceed `limit` bytes. */
+  body(limit: number): Promise<Uint8Array>;
+}
+
+/** The `RequestSource` in hono's `env`, if an adapter passed one. */
+export function requestSource(env: unknown): RequestSource | undefined {
+  return typeof env === 'object' && env !== null && (env as Partial<RequestSource>)[REQUEST_SOURCE] === true
+    ? (env as RequestSource)
+    : undefined;
+}
+
+/**
+ * What hono's dispatch reads of a request: its method and URL. `headers` builds a real `Headers` on first use, for
+ * code that asks the request itself; the app reads headers and the body from the `RequestSource` instead.
+ */
+export class LiteRequest {
+  #headers: Headers | undefined;
+  constructor(
+    readonly method: string,
+    readonly url: string,
+    private readonly source: RequestSource,
+  ) {}
+
+  get headers(): Headers {
+    this.#headers ??= new Headers([...this.source.headerEntries()]);
+    return this.#headers;
+  }
+
+  /** Typed as what `app.fetch` takes: hono reads only `method`, `url` and, on demand, `headers`. */
+  asRequest(): Request {
+    return this as unknown as Request;
+  }
+}
+
+/** An answer for an adapter: the status, the headers (lower-case names) and the body, already a string. */
+export class PlainResponse {
+  constructor(
+    readonly status: number,
+    readonly headers: Record<string, string>,
+    readonly body: string,
+  ) {}
+
+  /** Typed as what a hono handler returns: hono passes the handler's answer through unchanged. */
+  asResponse(): Response {
+    return this as unknown as Response;
+  }
+}
+
+/**
+ * An adapter's answer whichever envelope the app used: a `PlainResponse` as it is, a real `Response` (hono builds
+ * one for a HEAD request) read into one. The body is read whole: the app's answers are small JSON documents.
+ */
+export async function plainAnswer(answer: Response | PlainResponse): Promise<PlainResponse> {
+  if (answer instanceof PlainResponse) return answer;
+  const headers: Record<string, string> = {};
+  answer.headers.forEach((value, name) => {
+    headers[name] = value;
+  });
+  return new PlainResponse(answer.status, headers, answer.body === null ? '' : await answer.text());
+}
+
+export function tooLarge(limit: number): PayloadTooLargeError {
+  return new PayloadTooLargeError(`the request body is larger than the limit of ${limit} bytes`);
+}

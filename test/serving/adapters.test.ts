@@ -1,0 +1,252 @@
+/**
+ * The two server adapters around the one app: the Lambda adapter (events in, proxy results out) and the Node
+ * adapter (node:http), on the edges the correctness and bad-input suites do not reach: event shapes, base64
+ * bodies, HEAD, body limits, unread bodies and keep-alive, faults past the app's own error handling. Plus the
+ * fetch channel (a real Request in, a real Response out) that an edge runtime uses.
+ */
+import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type LoadedModel, loadModel } from '../../lib/inference/model.ts';
+import { handleLambdaEvent } from '../../lib/serving/adapters/lambda.ts';
+import { createApp, type PredictorApp } from '../../lib/serving/app.ts';
+import { ModelSlot } from '../../lib/serving/host.ts';
+import { createRequestLog } from '../../lib/telemetry/request-log.ts';
+import { createRequestMetrics } from '../../lib/telemetry/request-metrics.ts';
+import { type RunningServer, startServer } from '../../runtime/server.ts';
+import { mlpModel } from '../fixtures/models.ts';
+import { packFixture, tempDir } from '../helpers/packages.ts';
+import { lambdaEvent } from '../runtime/lambda-events.ts';
+import { EXPECTED, INFER_REQUEST } from '../runtime/mlp-registry.ts';
+
+const LIMIT = 4096;
+const INFER = '/v2/models/mlp/infer';
+let work: { dir: string; cleanup: () => Promise<void> };
+let model: LoadedModel;
+let app: PredictorApp;
+let logs: Record<string, unknown>[];
+
+beforeAll(async () => {
+  work = await tempDir('maap-adapters-');
+  const pkg = await packFixture(work.dir, mlpModel(), { name: 'mlp', version: '1.0.0' });
+  model = await loadModel(pkg.path, { intraOpThreads: 1 });
+  logs = [];
+  app = createApp({
+    models: new ModelSlot({ model }),
+    bodyLimit: LIMIT,
+    logger: createRequestLog({ sink: (line) => logs.push(JSON.parse(line)) }),
+    metrics: createRequestMetrics({ sink: () => {} }),
+  });
+});
+
+afterAll(async () => {
+  await model?.close();
+  await work?.cleanup();
+});
+
+type Result = { statusCode: number; headers: Record<string, string>; body: string; isBase64Encoded: boolean };
+const invoke = (event: unknown) => handleLambdaEvent(app, event) as Promise<Result>;
+const bodyOf = (r: Result) => JSON.parse(r.body) as { error?: string; outputs?: { data: number[] }[] };
+
+describe('the Lambda adapter', () => {
+  it.each([
+    ['an empty object', {}],
+    ['null', null],
+    ['a string', 'hello'],
+    ['an SQS message', { Records: [{ eventSource: 'aws:sqs', body: '{}' }] }],
+    ['a 2.0 event without requestContext.http', { version: '2.0', rawPath: '/v2' }],
+  ])('answers %s with a 400 naming the events it takes', async (_what, event) => {
+    const result = await invoke(event);
+    expect(result.statusCode).toBe(400);
+    expect(result.headers['content-type']).toBe('application/json');
+    expect(bodyOf(result).error).toMatch(/^not an HTTP event: .*Function URL.*HTTP API.*REST API/);
+  });
+
+  it('reads REST API multi-value headers whatever their case (the request id is echoed)', async () => {
+    const event = lambdaEvent('rest-api-v1', { method: 'GET', path: '/v2/health/live' });
+    event.headers = {};
+    event.multiValueHeaders = { 'X-Request-Id': ['from-multi-value'], Accept: ['application/json'] };
+    const result = await invoke(event);
+    expect(result.statusCode).toBe(200);
+    expect(result.headers['x-request-id']).toBe('from-multi-value');
+  });
+
+  it('decodes a base64 body, and refuses one that is not base64 with a 400', async () => {
+    const event = lambdaEvent('http-api-v2', { method: 'POST', path: INFER, body: INFER_REQUEST });
+    event.body = Buffer.from(JSON.stringify(INFER_REQUEST)).toString('base64');
+    event.isBase64Encoded = true;
+    const ok = await invoke(event);
+    expect(ok.statusCode).toBe(200);
+    for (const [i, v] of EXPECTED.entries()) expect(bodyOf(ok).outputs?.[0]?.data[i]).toBeCloseTo(v, 5);
+
+    event.body = '{not base64!}';
+    const bad = await invoke(event);
+    expect(bad.statusCode).toBe(400);
+    expect(bodyOf(bad).error).toBe('the request body is marked base64-encoded but is not valid base64');
+  });
+
+  it.each([false, true])('answers a body over the limit with a 413 (base64: %s)', async (base64) => {
+    const big = {
+      inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }],
+      id: 'x'.repeat(LIMIT),
+    };
+    const event = lambdaEvent('function-url', { method: 'POST', path: INFER, body: big });
+    if (base64) {
+      event.body = Buffer.from(event.body as string).toString('base64');
+      event.isBase64Encoded = true;
+    }
+    const result = await invoke(event);
+    expect(result.statusCode).toBe(413);
+    expect(bodyOf(result).error).toBe(`the request body is larger than the limit of ${LIMIT} bytes`);
+  });
+
+  it('answers HEAD with the headers of GET and no body', async () => {
+    const event = lambdaEvent('function-url', { method: 'GET', path: '/v2/health/ready' });
+    (event.requestContext as { http: { method: string } }).http.method = 'HEAD';
+    const result = await invoke(event);
+    expect(result).toMatchObject({ statusCode: 200, body: '', isBase64Encoded: false });
+    expect(result.headers['content-type']).toBe('application/json');
+  });
+
+  it('routes on the path whatever the query string and cookies', async () => {
+    const v2 = lambdaEvent('http-api-v2', { method: 'GET', path: '/v2/models/mlp' });
+    v2.rawQueryString = 'verbose=1&x=%2F';
+    v2.cookies = ['session=abc', 'theme=dark'];
+    const v1 = lambdaEvent('rest-api-v1', { method: 'GET', path: '/v2/models/mlp' });
+    v1.multiValueQueryStringParameters = { verbose: ['1', '2'] };
+    for (const event of [v2, v1]) {
+      const result = await invoke(event);
+      expect(result.statusCode).toBe(200);
+      expect(JSON.parse(result.body)).toMatchObject({ name: 'mlp', versions: ['1.0.0'] });
+    }
+  });
+
+  it('turns a fault past the app (its fetch throws) into a 500 result, and serves on', async () => {
+    const broken = {
+      fetch: () => {
+        throw new Error('boom');
+      },
+    };
+    const event = lambdaEvent('function-url', { method: 'GET', path: '/v2/health/live' });
+    const result = await handleLambdaEvent(broken, event);
+    expect(result.statusCode).toBe(500);
+    expect(JSON.parse(result.body)).toEqual({ error: 'internal server error' });
+    expect((await invoke(event)).statusCode).toBe(200);
+  });
+});
+
+describe('the Node adapter', () => {
+  let running: RunningServer;
+  beforeAll(async () => {
+    running = await startServer({ app, port: 0, handleSignals: false });
+  });
+  afterAll(async () => {
+    await running?.shutdown();
+  });
+
+  /** One request over `agent`; resolves with the status, headers, body and the socket it used. */
+  function send(
+    method: string,
+    path: string,
+    body: string | undefined,
+    agent: Agent,
+    headers: Record<string, string> = {},
+  ): Promise<{ status: number; headers: IncomingMessage['headers']; body: string; socket: unknown }> {
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(`${running.url}${path}`, { method, agent, headers }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (text += d));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text, socket: req.socket }),
+        );
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  it('keeps the connection after an early 4xx with a small unread body', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const json = { 'content-type': 'application/json' };
+      const refused = await send(
+        'POST',
+        '/v2/models/other/infer',
+        JSON.stringify(INFER_REQUEST),
+        agent,
+        json,
+      );
+      expect(refused.status).toBe(404);
+      expect(refused.headers.connection).toBe('keep-alive');
+      const ok = await send('POST', INFER, JSON.stringify(INFER_REQUEST), agent, json);
+      expect(ok.status).toBe(200);
+      expect(ok.socket).toBe(refused.socket);
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it('closes the connection after a body over the limit, without reading the rest, and serves on', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const big = JSON.stringify({ ...INFER_REQUEST, id: 'x'.repeat(LIMIT * 4) });
+      const refused = await send('POST', INFER, big, agent, {
+        'content-type': 'application/json',
+        'transfer-encoding': 'chunked',
+      });
+      expect(refused.status).toBe(413);
+      expect(refused.headers.connection).toBe('close');
+      const ok = await send('POST', INFER, JSON.stringify(INFER_REQUEST), agent, {
+        'content-type': 'application/json',
+      });
+      expect(ok.status).toBe(200);
+      expect(ok.socket).not.toBe(refused.socket);
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it('answers HEAD with the headers of GET and no body', async () => {
+    const agent = new Agent();
+    const head = await send('HEAD', '/v2/health/ready', undefined, agent);
+    expect(head.status).toBe(200);
+    expect(head.headers['content-type']).toBe('application/json');
+    expect(head.headers['x-request-id']).toBeTruthy();
+    expect(head.body).toBe('');
+  });
+
+  it('answers 500 when the app throws past its own error handling, and serves on', async () => {
+    const broken = await startServer({
+      app: {
+        fetch: () => {
+          throw new Error('boom');
+        },
+      },
+      port: 0,
+      handleSignals: false,
+    });
+    try {
+      const first = await fetch(`${broken.url}/v2/health/live`);
+      expect(first.status).toBe(500);
+      expect(await first.json()).toEqual({ error: 'internal server error' });
+      expect((await fetch(`${broken.url}/v2/health/live`)).status).toBe(500);
+    } finally {
+      await broken.shutdown();
+    }
+  });
+});
+
+describe('the fetch channel (edge runtimes, app.request)', () => {
+  it('answers a fetch Request with a fetch Response carrying the same answer', async () => {
+    const res = await app.request(INFER, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'edge-1' },
+      body: JSON.stringify(INFER_REQUEST),
+    });
+    expect(res).toBeInstanceOf(Response);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-request-id')).toBe('edge-1');
+    const body = (await res.json()) as { outputs: { data: number[] }[] };
+    for (const [i, v] of EXPECTED.entries()) expect(body.outputs[0]?.data[i]).toBeCloseTo(v, 5);
+  });
+});
