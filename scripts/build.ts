@@ -29,9 +29,12 @@ export const LAMBDA_LIMITS = { unzippedBytes: 250 * MB, zippedBytes: 50 * MB } a
 /** Loads the layer's packages with `require`, so that Node's CommonJS resolution (and `NODE_PATH`) finds them. */
 export const RUNTIME_FROM_LAYER = ['onnxruntime-node', 'onnxruntime-common'];
 
-/** Defines `require` in the ESM bundle: for the bundled CommonJS dependencies and the layer's packages. */
-const BANNER =
-  "import{createRequire as __maapCreateRequire}from'node:module';const require=__maapCreateRequire(import.meta.url);";
+/**
+ * Defines `require` in the ESM bundle: for the bundled CommonJS dependencies, Node's built-in modules and the
+ * layer's packages. `process.getBuiltinModule` (Node 20.16+, 22.3+) rather than an `import` of `node:module`:
+ * importing a built-in as ESM evaluates all its exports (see `builtinsByRequire`).
+ */
+const BANNER = "const require=process.getBuiltinModule('node:module').createRequire(import.meta.url);";
 
 export interface Artifact {
   readonly name: string;
@@ -94,6 +97,27 @@ const zodEnglishOnly: Plugin = {
   },
 };
 
+/**
+ * Loads Node's built-in modules with `require`. An ESM `import` of a built-in makes Node evaluate every export of
+ * it, and that loads what Node keeps lazy: `node:util`'s parseArgs and MIME parser, `node:crypto`'s WebCrypto,
+ * ... (5-10 ms of a cold start here); `require` returns the module object and leaves its lazy parts alone.
+ */
+const builtinsByRequire: Plugin = {
+  name: 'maap-builtins-by-require',
+  setup(b) {
+    // A dynamic import keeps its ESM semantics (its named exports): it stays an import.
+    b.onResolve({ filter: /^node:/ }, (args) =>
+      args.namespace === 'builtin' || args.kind === 'dynamic-import'
+        ? { path: args.path, external: true }
+        : { path: args.path, namespace: 'builtin' },
+    );
+    b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => ({
+      contents: `module.exports = require(${JSON.stringify(args.path)});`,
+      loader: 'js',
+    }));
+  },
+};
+
 /** Bundles the predictor handler. `write: false` only computes it (and its metafile). */
 export async function bundlePredictor(outDir: string, write = true): Promise<Metafile> {
   const result = await esbuild({
@@ -108,7 +132,7 @@ export async function bundlePredictor(outDir: string, write = true): Promise<Met
     format: 'esm',
     platform: 'node',
     target: 'node22',
-    minify: true,
+    minify: process.env.MAAP_BUILD_NO_MINIFY !== '1',
     sourcemap: 'external',
     sourcesContent: false,
     metafile: true,
@@ -117,7 +141,7 @@ export async function bundlePredictor(outDir: string, write = true): Promise<Met
     mainFields: ['module', 'main'],
     external: ['@aws-sdk/*'],
     banner: { js: BANNER },
-    plugins: [runtimeFromLayer, zodEnglishOnly],
+    plugins: [builtinsByRequire, runtimeFromLayer, zodEnglishOnly],
   });
   return result.metafile;
 }

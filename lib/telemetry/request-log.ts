@@ -1,7 +1,8 @@
 /**
  * The request log: one JSON line per request in powertools' Logger format (level, message, timestamp, service,
- * sampling_rate, plus the fields below in snake_case, the powertools convention). 5xx answers log at ERROR with
- * the exception's name, message and stack under `error`; everything else at INFO with message `request`.
+ * sampling_rate, plus the fields below in snake_case, the powertools convention). 5xx answers log at ERROR, a
+ * 500 with the exception's name, message and stack under `error` (a 503 says why in `error_message`); everything
+ * else at INFO with message `request`.
  *
  * With a buffered `output` (the Node server), INFO lines take a fast path: the same bytes powertools prints for
  * them, written without its per-call machinery (several environment reads, attribute merges, a JSON replacer:
@@ -102,8 +103,14 @@ export function createRequestLog(options: RequestLogOptions = {}): PowertoolsReq
     ...(output ? { flush: () => output.drain() } : {}),
     logRequest(record) {
       if (record.status >= 500) {
-        const fault = record.fault instanceof Error ? record.fault : new Error(String(record.fault));
-        logger.error('request', { ...requestLogFields(record), error: fault });
+        // A fault (500) is logged with its stack; a 503 (no model in service) says why in error_message.
+        const fault = record.fault;
+        if (fault === undefined) logger.error('request', requestLogFields(record));
+        else
+          logger.error('request', {
+            ...requestLogFields(record),
+            error: fault instanceof Error ? fault : new Error(String(fault)),
+          });
         return;
       }
       const line = fast?.(record);

@@ -293,8 +293,15 @@ describe('the Lambda predictor without a usable model', () => {
         expect(infer.status).toBe(503);
         expect(infer.body.error).toContain(reason);
       }
-      const logged = lines.map((l) => JSON.parse(l)).find((l) => l.message === 'no model loaded');
-      expect(logged).toMatchObject({ level: c.level, reason });
+      const logged = lines.map((l) => JSON.parse(l));
+      expect(logged.find((l) => l.message === 'no model loaded')).toMatchObject({ level: c.level, reason });
+      // The 503s are logged at ERROR with the reason, and no made-up exception.
+      const refused = logged.filter((l) => l.message === 'request' && l.status === 503);
+      expect(refused.length).toBeGreaterThan(0);
+      for (const l of refused) {
+        expect(l).toMatchObject({ level: 'ERROR', error_message: expect.stringContaining(reason) });
+        expect(l.error).toBeUndefined();
+      }
     });
   }
 });
