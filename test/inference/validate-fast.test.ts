@@ -1,0 +1,640 @@
+/**
+ * Differential tests of the fast path of `validateRequest`: `isWellFormedRequest(body)` may answer true only when
+ * zod (`inferenceRequest.safeParse`) would accept the body and give back data deep-equal to it, and it must answer
+ * true for every well-formed request (or the fast path would never be taken). Seeded, so a failure reproduces;
+ * the failing body is printed. A second part compares whole `validateRequest` outcomes (result or exact error
+ * message) with the zod path, which a top-level Proxy forces (the fast check never vouches for a proxy).
+ */
+import { types } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { InferenceRequestError } from '../../lib/errors.ts';
+import {
+  inferenceRequest,
+  isWellFormedRequest,
+  type Signature,
+  validateRequest,
+} from '../../lib/inference/validate.ts';
+import { DATATYPES } from '../../lib/package/manifest.ts';
+
+/** mulberry32: a small deterministic PRNG. */
+function prng(seed: number): () => number {
+  let s = seed | 0;
+  return () => {
+    s = (s + 0x6d2b79f5) | 0;
+    let t = Math.imul(s ^ (s >>> 15), 1 | s);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+type Obj = Record<string, unknown>;
+type Container = Obj | unknown[];
+
+class Gen {
+  constructor(readonly r: () => number) {}
+  int(lo: number, hi: number): number {
+    return lo + Math.floor(this.r() * (hi - lo + 1));
+  }
+  pick<T>(items: readonly T[]): T {
+    return items[Math.floor(this.r() * items.length)] as T;
+  }
+  chance(p: number): boolean {
+    return this.r() < p;
+  }
+  /** A string of `min`..`max` UTF-16 units, astral characters and odd ones included. */
+  string(min: number, max: number): string {
+    const length = this.chance(0.1) ? this.pick([min, max]) : this.int(min, Math.min(max, min + 12));
+    let s = '';
+    while (s.length < length) {
+      const c = this.pick(['a', 'Z', '0', ' ', '-', '.', 'é', '日', '"', '\\', '\u0000', '\ud800', '😀']);
+      s += s.length + c.length <= length ? c : 'b';
+    }
+    return s;
+  }
+  dim(): number {
+    return this.pick([
+      0,
+      1,
+      2,
+      3,
+      4,
+      16,
+      -1,
+      -0,
+      -7,
+      2 ** 31,
+      Number.MAX_SAFE_INTEGER,
+      Number.MIN_SAFE_INTEGER,
+      this.int(-1e6, 1e6),
+    ]);
+  }
+  scalar(): string | number | boolean {
+    return this.pick<() => string | number | boolean>([
+      () => this.string(0, 20),
+      () => this.int(-1e9, 1e9),
+      () => this.r() * 1e6,
+      () => -0,
+      () => Number.MAX_VALUE,
+      () => this.chance(0.5),
+    ])();
+  }
+  parameters(): Obj {
+    const p: Obj = {};
+    for (let n = this.int(0, 4); n > 0; n--) {
+      const key = this.pick([
+        'a',
+        '',
+        'constructor',
+        'toString',
+        'hasOwnProperty',
+        '0',
+        '10',
+        'binary_data',
+        'content_type',
+        'ü',
+        'k'.repeat(300),
+      ]);
+      p[key] = this.scalar();
+    }
+    return p;
+  }
+  /** Anything at all: `data` is only required to be an array. */
+  data(): unknown[] {
+    return Array.from({ length: this.int(0, 6) }, () =>
+      this.pick<() => unknown>([
+        () => this.r(),
+        () => this.int(-5, 5),
+        () => this.string(0, 4),
+        () => null,
+        () => [this.int(0, 3), [this.r()]],
+        () => ({ x: 1 }),
+        () => Number.NaN,
+      ])(),
+    );
+  }
+  input(): Obj {
+    return this.withSome([
+      ['name', this.string(1, 256)],
+      ['shape', Array.from({ length: this.chance(0.05) ? 64 : this.int(0, 5) }, () => this.dim())],
+      ['datatype', this.pick(DATATYPES)],
+      ['data', this.data()],
+      ['parameters', this.chance(0.3) ? this.parameters() : undefined],
+    ]);
+  }
+  output(): Obj {
+    return this.withSome([
+      ['name', this.string(1, 256)],
+      ['parameters', this.chance(0.3) ? this.parameters() : undefined],
+    ]);
+  }
+  /** A well-formed request: every field the schema allows, in a random order, optional ones sometimes. */
+  request(): Obj {
+    return this.withSome([
+      ['id', this.chance(0.5) ? this.string(0, 256) : undefined],
+      ['parameters', this.chance(0.2) ? this.parameters() : undefined],
+      ['inputs', Array.from({ length: this.int(1, 4) }, () => this.input())],
+      ['outputs', this.chance(0.4) ? Array.from({ length: this.int(0, 3) }, () => this.output()) : undefined],
+    ]);
+  }
+  /** An object of the entries whose value is defined, shuffled. */
+  private withSome(entries: [string, unknown][]): Obj {
+    const present = entries.filter(([, v]) => v !== undefined);
+    for (let i = present.length - 1; i > 0; i--) {
+      const j = this.int(0, i);
+      [present[i], present[j]] = [present[j] as [string, unknown], present[i] as [string, unknown]];
+    }
+    return Object.fromEntries(present);
+  }
+}
+
+/** The same request with every object (not `data`'s contents) rebuilt with a null prototype. */
+function nullPrototypes(value: unknown, key = ''): unknown {
+  if (key === 'data' || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((v) => nullPrototypes(v));
+  const out: Obj = Object.create(null);
+  for (const [k, v] of Object.entries(value)) out[k] = nullPrototypes(v, k);
+  return out;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+/** A well-formed request in one of the forms a caller may hand over (frozen only if it is not to be mutated). */
+function variant(g: Gen, body: Obj, frozen = true): Obj {
+  switch (g.int(0, frozen ? 3 : 2)) {
+    case 0:
+      return JSON.parse(JSON.stringify(body));
+    case 1:
+      return nullPrototypes(body) as Obj;
+    case 2:
+      return body;
+    default:
+      return deepFreeze(body);
+  }
+}
+
+/** Every (container, key) of the request itself (not inside `data`), plus a new key per object. */
+function slots(root: Obj): [Container, string | number][] {
+  const out: [Container, string | number][] = [];
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    if (node === null || typeof node !== 'object' || types.isProxy(node)) continue;
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i++) {
+        out.push([node, i]);
+        stack.push(node[i]);
+      }
+      out.push([node, node.length]);
+      continue;
+    }
+    const obj = node as Obj;
+    for (const k of Object.keys(obj)) {
+      out.push([obj, k]);
+      if (k !== 'data') stack.push(obj[k]);
+    }
+    out.push([obj, 'extra']);
+  }
+  return out;
+}
+
+/** [1, <hole>, 2] */
+function holed(): unknown[] {
+  const a: unknown[] = new Array(3);
+  a[0] = 1;
+  a[2] = 2;
+  return a;
+}
+
+class Custom {
+  name = 'x';
+}
+const revoked = Proxy.revocable({}, {});
+revoked.revoke();
+
+/** Values that are wrong somewhere, or right in an unusual form. Functions, so each use gets a fresh one. */
+const HOSTILE: (() => unknown)[] = [
+  () => undefined,
+  () => null,
+  () => true,
+  () => 0,
+  () => -0,
+  () => 1.5,
+  () => Number.NaN,
+  () => Number.POSITIVE_INFINITY,
+  () => Number.NEGATIVE_INFINITY,
+  () => 2 ** 53,
+  () => -(2 ** 53),
+  () => 2 ** 53 - 1,
+  () => 1e300,
+  () => 5e-324,
+  () => 10n,
+  () => Symbol('s'),
+  () => () => 1,
+  () => '',
+  () => 'FP32',
+  () => 'x'.repeat(256),
+  () => 'x'.repeat(257),
+  () => '😀'.repeat(128),
+  () => `${'😀'.repeat(128)}a`,
+  () => 'x'.repeat(100_000),
+  () => new String('FP32'),
+  () => new Number(3),
+  () => [],
+  () => [1],
+  () => [[1, 2]],
+  () => holed(),
+  () => new Array(3),
+  () => Array.from({ length: 65 }, () => 1),
+  () => ({}),
+  () => ({ name: 'x' }),
+  () => ({ a: 1 }),
+  () => ({ a: [1] }),
+  () => ({ a: null }),
+  () => Object.create(null),
+  () => Object.create({ a: 1 }),
+  () => new Custom(),
+  () => new Date(0),
+  () => new Map([['a', 1]]),
+  () => new Proxy({}, {}),
+  () => new Proxy([1, 2], {}),
+  () => revoked.proxy,
+  () => JSON.parse('{"__proto__": 1}'),
+  () => JSON.parse('{"__proto__": {"a": 1}, "b": true}'),
+  () => JSON.parse('[{"__proto__": []}]'),
+  () => Object.defineProperty(Object.create(null), '__proto__', { value: 'x', enumerable: true }),
+  () => ({
+    get a() {
+      return 1;
+    },
+  }),
+  () => Object.defineProperty({ a: 1 }, 'b', { value: 2, enumerable: false }),
+  () => ({ a: 1, [Symbol('s')]: 2 }),
+  () => Object.defineProperty({}, Symbol('s'), { value: 1, enumerable: false }),
+];
+
+/** A value of the same kind as `value`, at or just past a limit of the schema. */
+function edge(g: Gen, value: unknown): unknown {
+  if (typeof value === 'string') {
+    return g.pick([
+      '',
+      'x'.repeat(256),
+      'x'.repeat(257),
+      '😀'.repeat(128),
+      `${'😀'.repeat(128)}a`, // 257 units, 129 code points: zod's limit counts code points
+      `${'😀'.repeat(256)}a`, // 257 code points
+      '\ud800'.repeat(257),
+    ]);
+  }
+  if (typeof value === 'number') {
+    return g.pick([2 ** 53 - 1, 2 ** 53, -(2 ** 53 - 1), -(2 ** 53), -0, 0.5, -1e-300, Number.MAX_VALUE]);
+  }
+  if (Array.isArray(value)) {
+    const length = g.pick([0, 1, 63, 64, 65]);
+    return Array.from({ length }, (_, i) => (value.length > 0 ? value[i % value.length] : 1));
+  }
+  return value;
+}
+
+/** The `parameters` records of a request: the only place zod looks at symbol keys. */
+function records(body: Obj): Obj[] {
+  return slots(body).flatMap(([container, key]) => {
+    const v = key === 'parameters' ? (container as Obj)[key] : undefined;
+    return v !== null && typeof v === 'object' && !types.isProxy(v) ? [v as Obj] : [];
+  });
+}
+
+/**
+ * Damages `body` in place (or replaces it); some of these keep it valid. Left out on purpose: symbol keys on the
+ * strict objects, and non-index properties, accessors or non-enumerable elements on arrays. Zod never reads those
+ * (so its copy lacks them) and neither does validateRequest; the fast check does not pay to look for them.
+ */
+function mutate(g: Gen, body: Obj): unknown {
+  try {
+    return damage(g, body);
+  } catch {
+    return body; // an earlier mutation made that spot read-only (a getter, a frozen or non-configurable value)
+  }
+}
+
+function damage(g: Gen, body: Obj): unknown {
+  const all = slots(body);
+  if (all.length === 0) return body; // a proxy
+  const [container, key] = g.pick(all);
+  const c = container as Obj;
+  const value = c[key as string];
+  switch (g.int(0, 9)) {
+    case 0:
+    case 1:
+      c[key as string] = g.pick(HOSTILE)();
+      return body;
+    case 2:
+      c[key as string] = edge(g, value);
+      return body;
+    case 3:
+      if (Array.isArray(container)) container.splice(Number(key), 1);
+      else delete c[key as string];
+      return body;
+    case 4:
+      if (Array.isArray(container)) delete container[Number(key)];
+      else if (value !== null && typeof value === 'object') {
+        // a different prototype on a nested object or array, or none
+        Object.setPrototypeOf(value, g.pick([null, {}, Custom.prototype, Object.prototype, Array.prototype]));
+      }
+      return body;
+    case 5: {
+      // the same value, but not as a plain data property
+      if (Array.isArray(container)) return body;
+      const desc: PropertyDescriptor = g.pick([
+        { get: () => value, enumerable: true, configurable: true },
+        { value, enumerable: false, configurable: true, writable: true },
+        { value, enumerable: true, configurable: true, writable: false },
+      ]);
+      Object.defineProperty(container, key, desc);
+      return body;
+    }
+    case 6:
+      if (Array.isArray(container)) return body;
+      Object.defineProperty(container, g.pick(['__proto__', 'constructor', '', 'Name', 'input']), {
+        value: g.pick(HOSTILE)(),
+        enumerable: g.chance(0.8),
+        configurable: true,
+        writable: true,
+      });
+      return body;
+    case 7:
+      if (value !== null && typeof value === 'object' && g.chance(0.5)) {
+        c[key as string] = new Proxy(value, {});
+      } else {
+        const params = records(body);
+        if (params.length > 0) {
+          Object.defineProperty(g.pick(params), Symbol('extra'), {
+            value: g.scalar(),
+            enumerable: g.chance(0.7),
+            configurable: true,
+          });
+        }
+      }
+      return body;
+    case 8: {
+      // "__proto__" as JSON.parse makes it: an own, enumerable data property, anywhere in the text
+      try {
+        const text = JSON.stringify(body);
+        const at = g.pick([...text.matchAll(/\{/g)].map((m) => m.index ?? 0));
+        const member = `"__proto__":${g.pick(['1', '{}', '{"a":1}', '[]', '"x"', 'null'])}`;
+        const close = text[at + 1] === '}';
+        return JSON.parse(`${text.slice(0, at + 1)}${member}${close ? '' : ','}${text.slice(at + 1)}`);
+      } catch {
+        return body; // not JSON: a BigInt or a revoked proxy inside
+      }
+    }
+    default:
+      return g.pick(HOSTILE)();
+  }
+}
+
+const show = (v: unknown): string => {
+  const replace = (_: string, x: unknown) =>
+    typeof x === 'bigint' ? `${x}n` : typeof x === 'object' && x !== null && types.isProxy(x) ? '<proxy>' : x;
+  try {
+    return String(JSON.stringify(v, replace)).slice(0, 2000);
+  } catch {
+    return '<a revoked proxy>';
+  }
+};
+
+function zodAccepts(body: unknown): boolean {
+  try {
+    return inferenceRequest.safeParse(body).success;
+  } catch {
+    return false; // a revoked proxy: zod's Array.isArray throws
+  }
+}
+
+/** The one rule: the fast check vouches for a body only when zod accepts it and returns what it was given. */
+function expectSound(body: unknown, where: string): boolean {
+  if (!isWellFormedRequest(body)) return false;
+  const parsed = inferenceRequest.safeParse(body);
+  if (!parsed.success)
+    expect.fail(`${where}: fast check passed ${show(body)}, zod said ${parsed.error.message}`);
+  expect(parsed.data, `${where}: ${show(body)}`).toEqual(body);
+  // zod hands `data` on as it is; the rest is copied
+  parsed.data.inputs.forEach((input, i) => {
+    expect(input.data).toBe(body.inputs[i]?.data);
+  });
+  return true;
+}
+
+describe('isWellFormedRequest against zod', () => {
+  it('vouches for every well-formed request, in every form (JSON, null prototypes, frozen, literal)', () => {
+    const g = new Gen(prng(20250117));
+    for (let n = 0; n < 3000; n++) {
+      const body = variant(g, g.request());
+      if (!isWellFormedRequest(body)) expect.fail(`#${n}: fast check refused a valid request ${show(body)}`);
+      expect(expectSound(body, `#${n}`)).toBe(true);
+    }
+  });
+
+  it('vouches only for what zod accepts unchanged, over thousands of mutated requests', () => {
+    const g = new Gen(prng(20250118));
+    let vouched = 0;
+    let zodOnly = 0;
+    let refused = 0;
+    for (let n = 0; n < 6000; n++) {
+      let body: unknown = variant(g, g.request(), false);
+      for (let m = g.int(1, 3); m > 0 && body !== null && typeof body === 'object'; m--) {
+        body = mutate(g, body as Obj);
+      }
+      if (expectSound(body, `#${n}`)) vouched++;
+      else if (zodAccepts(body)) zodOnly++;
+      else refused++;
+    }
+    // every outcome is exercised: still valid after the mutation, left to zod though valid, invalid
+    expect(vouched).toBeGreaterThan(300);
+    expect(zodOnly).toBeGreaterThan(100);
+    expect(refused).toBeGreaterThan(3000);
+  });
+
+  it('never calls a getter, nor a proxy trap', () => {
+    let calls = 0;
+    const input = {
+      name: 'x',
+      datatype: 'FP32',
+      data: [1],
+      get shape() {
+        calls++;
+        return [1];
+      },
+    };
+    const traps: ProxyHandler<object> = {
+      get: (t, k, r) => {
+        calls++;
+        return Reflect.get(t, k, r);
+      },
+      ownKeys: (t) => {
+        calls++;
+        return Reflect.ownKeys(t);
+      },
+      getPrototypeOf: (t) => {
+        calls++;
+        return Reflect.getPrototypeOf(t);
+      },
+    };
+    expect(isWellFormedRequest({ inputs: [input] })).toBe(false);
+    expect(isWellFormedRequest(new Proxy({ inputs: [] }, traps))).toBe(false);
+    expect(isWellFormedRequest({ inputs: new Proxy([], traps) })).toBe(false);
+    expect(
+      isWellFormedRequest({
+        inputs: [{ name: 'x', datatype: 'FP32', shape: [1], data: new Proxy([], traps) }],
+      }),
+    ).toBe(false);
+    expect(isWellFormedRequest(revoked.proxy)).toBe(false);
+    expect(calls).toBe(0);
+  });
+
+  it('leaves to zod the cases where zod accepts but its copy differs, or it counts differently', () => {
+    const input = { name: 'x', datatype: 'FP32', shape: [1], data: [1] };
+    const text = JSON.stringify({ inputs: [input] });
+    const cases: [string, unknown, boolean][] = [
+      // zod drops an own "__proto__" key (as JSON.parse makes it) from its copy of a record, unchecked
+      ['__proto__ parameter', JSON.parse(`${text.slice(0, -1)},"parameters":{"__proto__":{"a":[]}}}`), true],
+      // but refuses it as an unknown key of a strict object
+      ['__proto__ field', JSON.parse(`${text.slice(0, -1)},"__proto__":{}}`), false],
+      // zod keeps a declared key present as undefined
+      ['explicit undefined', { id: undefined, inputs: [input] }, true],
+      // zod counts code points: 255 emoji and "a" are 256 code points in 511 UTF-16 units
+      ['256 code points', { inputs: [{ ...input, name: `${'😀'.repeat(255)}a` }] }, true],
+      ['257 code points', { inputs: [{ ...input, name: `${'😀'.repeat(255)}ab` }] }, false],
+      // zod reads the declared keys of any non-array object, inherited ones included
+      ['class instance', Object.assign(new (class Request {})(), { inputs: [input] }), true],
+      ['inherited inputs', Object.create({ inputs: [input] }), true],
+      ['non-enumerable id', Object.defineProperty({ inputs: [input] }, 'id', { value: 'a' }), true],
+      [
+        'getter',
+        {
+          get inputs() {
+            return [input];
+          },
+        },
+        true,
+      ],
+      // a record: zod refuses an enumerable symbol key, skips a non-enumerable key
+      ['symbol parameter', { inputs: [input], parameters: { [Symbol('s')]: 1 } }, false],
+      [
+        'hidden parameter',
+        { inputs: [input], parameters: Object.defineProperty({}, 'b', { value: [] }) },
+        true,
+      ],
+      ['2^53 dimension', { inputs: [{ ...input, shape: [2 ** 53] }] }, false],
+    ];
+    for (const [label, body, zodAccepts] of cases) {
+      expect(isWellFormedRequest(body), label).toBe(false);
+      expect(inferenceRequest.safeParse(body).success, label).toBe(zodAccepts);
+    }
+    // and what it vouches for at the edges
+    for (const body of [
+      { inputs: [{ ...input, shape: [-0, Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER] }] },
+      { inputs: [{ ...input, name: 'x'.repeat(256) }], id: '😀'.repeat(128), outputs: [] },
+      {
+        inputs: [{ ...input, parameters: Object.create(null), data: holed() }],
+        parameters: { constructor: 1 },
+      },
+    ]) {
+      expect(expectSound(body, show(body))).toBe(true);
+    }
+  });
+});
+
+describe('validateRequest: the fast path and the zod path give the same outcome', () => {
+  const SIGNATURE: Signature = {
+    inputs: [
+      { name: 'x', datatype: 'FP32', shape: [-1, 3] },
+      { name: 'ids', datatype: 'INT64', shape: [-1] },
+      { name: 'mask', datatype: 'BOOL', shape: [-1, 2] },
+      { name: 'text', datatype: 'BYTES', shape: [-1] },
+      { name: 'pixels', datatype: 'UINT8', shape: [2, 2] },
+    ],
+    outputs: [
+      { name: 'y', datatype: 'FP32', shape: [-1] },
+      { name: 'z', datatype: 'INT32', shape: [-1] },
+    ],
+  };
+
+  function validBody(g: Gen): Obj {
+    const b = g.int(1, 3);
+    const inputs: Obj[] = [
+      {
+        name: 'x',
+        datatype: 'FP32',
+        shape: [b, 3],
+        data: g.chance(0.5)
+          ? Array.from({ length: b }, () => [g.r(), g.r(), g.r()])
+          : Array.from({ length: b * 3 }, () => g.r()),
+      },
+      { name: 'ids', datatype: 'INT64', shape: [2], data: [g.int(-9, 9), '9007199254740993'] },
+      { name: 'mask', datatype: 'BOOL', shape: [1, 2], data: [true, false] },
+      { name: 'text', datatype: 'BYTES', shape: [1], data: [g.pick(['', 'hello', '日本', '😀'])] },
+      { name: 'pixels', datatype: 'UINT8', shape: [2, 2], data: [0, 1, 2, 255] },
+    ];
+    for (let i = inputs.length - 1; i > 0; i--) {
+      const j = g.int(0, i);
+      [inputs[i], inputs[j]] = [inputs[j] as Obj, inputs[i] as Obj];
+    }
+    return {
+      ...(g.chance(0.5) ? { id: g.string(0, 20) } : {}),
+      inputs,
+      ...(g.chance(0.3) ? { outputs: [{ name: g.pick(['y', 'z']) }] } : {}),
+      ...(g.chance(0.2) ? { parameters: { content_type: 'x' } } : {}),
+    };
+  }
+
+  function outcome(body: unknown, maxElements?: number): unknown {
+    try {
+      const r = validateRequest(body, SIGNATURE, maxElements === undefined ? {} : { maxElements });
+      return {
+        keys: Object.keys(r),
+        feeds: Object.entries(r.feeds).map(([k, t]) => [
+          k,
+          t.type,
+          t.dims,
+          Array.from(t.data as ArrayLike<unknown>),
+        ]),
+        outputNames: r.outputNames,
+        id: r.id,
+        batchSize: r.batchSize,
+      };
+    } catch (err) {
+      if (err instanceof InferenceRequestError) return { error: err.message, status: err.status };
+      // e.g. a revoked proxy somewhere: zod's own TypeError, the same either way
+      return { threw: String(err) };
+    }
+  }
+
+  it('same result or the same error message, for thousands of valid and mutated requests', () => {
+    const g = new Gen(prng(20250119));
+    let fast = 0;
+    let ok = 0;
+    for (let n = 0; n < 3000; n++) {
+      const mutations = g.chance(0.3) ? 0 : g.int(1, 2);
+      let body: unknown = variant(g, validBody(g), mutations === 0);
+      for (let m = mutations; m > 0 && body !== null && typeof body === 'object'; m--) {
+        body = mutate(g, body as Obj);
+      }
+      if (mutations === 0) expect(isWellFormedRequest(body), `#${n}`).toBe(true);
+      if (isWellFormedRequest(body)) fast++;
+      const limit = g.chance(0.1) ? g.int(0, 12) : undefined;
+      const direct = outcome(body, limit);
+      // a proxy is never vouched for, so this goes through zod; zod reads through it as through the body
+      const viaZod = body !== null && typeof body === 'object' ? outcome(new Proxy(body, {}), limit) : direct;
+      expect(direct, `#${n}: ${show(body)}`).toEqual(viaZod);
+      if (!('error' in (direct as Obj))) ok++;
+    }
+    expect(fast).toBeGreaterThan(900);
+    expect(ok).toBeGreaterThan(900);
+  });
+});
