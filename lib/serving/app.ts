@@ -59,17 +59,38 @@ export interface AppOptions {
   readonly batchReports?: boolean;
 }
 
-/** What one request carries from its handler to its log line and metrics. */
-interface Exchange {
-  readonly requestId: string;
-  readonly operation: Operation;
+/**
+ * What one request carries from its handler to its log line and metrics. A class, so that every request's has the
+ * same fields from the start (one hidden class: the code that reads them stays monomorphic).
+ */
+class Exchange {
   /** The model in service when the request was answered. */
-  served?: LoadedModel;
-  batchSize?: number;
-  errorMessage?: string;
-  fault?: unknown;
-  /** Where an adapter lets the app read the request (and take a `PlainResponse`); none for a fetch Request. */
-  readonly source?: RequestSource;
+  served: LoadedModel | undefined = undefined;
+  batchSize: number | undefined = undefined;
+  errorMessage: string | undefined = undefined;
+  fault: unknown = undefined;
+  constructor(
+    readonly requestId: string,
+    readonly operation: Operation,
+    /** Where an adapter lets the app read the request (and take a `PlainResponse`); none for a fetch Request. */
+    readonly source: RequestSource | undefined,
+  ) {}
+}
+
+/** A request's record for the log and the metrics, every field set (see `Exchange`). */
+class Report implements RequestRecord {
+  constructor(
+    readonly requestId: string,
+    readonly method: string,
+    readonly path: string,
+    readonly status: number,
+    readonly latencyMs: number,
+    readonly operation: Operation,
+    readonly model: LoadedModel | undefined,
+    readonly batchSize: number | undefined,
+    readonly error: string | undefined,
+    readonly fault: unknown,
+  ) {}
 }
 
 export type PredictorApp = Hono & {
@@ -100,7 +121,7 @@ function json(x: Exchange, status: number, body: string, allow?: string): Respon
 function exchange(c: C, operation: Operation): Exchange {
   const source = requestSource(c.env);
   const requestId = requestIdFrom(source ? source.header('x-request-id') : c.req.header('x-request-id'));
-  return source ? { requestId, operation, source } : { requestId, operation };
+  return new Exchange(requestId, operation, source);
 }
 
 export function createApp(options: AppOptions): PredictorApp {
@@ -142,24 +163,23 @@ export function createApp(options: AppOptions): PredictorApp {
   }
 
   function report(c: C, x: Exchange, status: number, latencyMs: number): void {
-    const served =
-      x.served ??
-      (() => {
-        const state = models.state();
-        return state.ready ? state.model : undefined;
-      })();
-    const record: { -readonly [K in keyof RequestRecord]: RequestRecord[K] } = {
-      requestId: x.requestId,
-      method: c.req.method,
-      path: clip(c.req.path, 256),
+    let served = x.served;
+    if (served === undefined) {
+      const state = models.state();
+      if (state.ready) served = state.model;
+    }
+    const record = new Report(
+      x.requestId,
+      c.req.method,
+      clip(c.req.path, 256),
       status,
       latencyMs,
-      operation: x.operation,
-    };
-    if (served) record.model = { name: served.name, version: served.version };
-    if (x.batchSize !== undefined) record.batchSize = x.batchSize;
-    if (x.errorMessage !== undefined) record.error = x.errorMessage;
-    if (x.fault !== undefined) record.fault = x.fault;
+      x.operation,
+      served,
+      x.batchSize,
+      x.errorMessage,
+      x.fault,
+    );
     if (!batch) publish(record);
     else if (queued.push(record) === 1) setImmediate(drain);
   }

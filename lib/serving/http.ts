@@ -30,7 +30,8 @@ const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json$/;
  * Anything else is a 415 naming the type, e.g. curl's default `-d` type (application/x-www-form-urlencoded).
  */
 export function checkContentType(header: string | undefined): void {
-  if (header === undefined || header.trim() === '') return;
+  if (header === undefined || header === 'application/json') return;
+  if (header.trim() === '') return;
   const [type = '', ...params] = header.split(';');
   const mediaType = type.trim().toLowerCase();
   if (!JSON_TYPE.test(mediaType)) {

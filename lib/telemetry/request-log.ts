@@ -146,6 +146,12 @@ function fastLine(logger: RequestLogger): ((record: RequestRecord) => string | u
   const str = JSON.stringify;
   let lastMs = 0;
   let lastStamp = '';
+  // The JSON of what repeats from one request to the next (the path, the model), kept from the last line.
+  let lastPath = '';
+  let pathJson = '""';
+  let lastName = '';
+  let lastVersion = '';
+  let modelJson = '';
   return (r) => {
     if (!logger.plain || !logger.infoEnabled) return undefined;
     for (const _ in logger.getPersistentLogAttributes()) return undefined;
@@ -168,8 +174,19 @@ function fastLine(logger: RequestLogger): ((record: RequestRecord) => string | u
       lastMs = now;
       lastStamp = new Date(now).toISOString();
     }
-    let line = `${head}${lastStamp}${base},"request_id":${str(r.requestId)},"method":${str(r.method)},"path":${str(r.path)},"status":${r.status},"latency_ms":${latency},"operation":${str(r.operation)}`;
-    if (r.model) line += `,"model":${str(r.model.name)},"model_version":${str(r.model.version)}`;
+    if (r.path !== lastPath) {
+      lastPath = r.path;
+      pathJson = str(r.path);
+    }
+    let line = `${head}${lastStamp}${base},"request_id":${str(r.requestId)},"method":${str(r.method)},"path":${pathJson},"status":${r.status},"latency_ms":${latency},"operation":"${r.operation}"`;
+    if (r.model) {
+      if (r.model.name !== lastName || r.model.version !== lastVersion) {
+        lastName = r.model.name;
+        lastVersion = r.model.version;
+        modelJson = `,"model":${str(lastName)},"model_version":${str(lastVersion)}`;
+      }
+      line += modelJson;
+    }
     if (r.batchSize !== undefined) line += `,"batch_size":${r.batchSize}`;
     if (r.error !== undefined) line += `,"error_message":${str(r.error)}`;
     return `${line}}`;

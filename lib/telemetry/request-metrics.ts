@@ -61,12 +61,33 @@ interface Sample {
   readonly batchSize: number | undefined;
 }
 
-/** The requests of one model version waiting for the next publication. */
-interface Series {
-  readonly model: string;
-  readonly version: string;
-  readonly samples: Sample[];
+/**
+ * The requests of one model version waiting for the next publication, as the document's columns (one array per
+ * metric: recording a request allocates nothing).
+ */
+class Series {
+  readonly latency: number[] = [];
+  readonly clientErrors: number[] = [];
+  readonly serverErrors: number[] = [];
+  readonly batchSizes: number[] = [];
+  constructor(
+    readonly model: string,
+    readonly version: string,
+  ) {}
+
+  get size(): number {
+    return this.latency.length;
+  }
+
+  add(record: RequestRecord): void {
+    this.latency.push(roundLatency(record.latencyMs));
+    this.clientErrors.push(record.status >= 400 && record.status < 500 ? 1 : 0);
+    this.serverErrors.push(record.status >= 500 ? 1 : 0);
+    if (record.batchSize !== undefined) this.batchSizes.push(record.batchSize);
+  }
 }
+
+const roundLatency = (ms: number): number => Math.round(ms * 1000) / 1000;
 
 /**
  * Powertools' Metrics, whose next serialised document takes its metric values from `values` (set just before
@@ -94,7 +115,7 @@ export function createRequestMetrics(options: RequestMetricsOptions = {}): Power
   const mode = options.flush ?? 'interval';
   const output = options.sink ? undefined : options.output;
   const sample = (record: RequestRecord): Sample => ({
-    latency: Math.round(record.latencyMs * 1000) / 1000,
+    latency: roundLatency(record.latencyMs),
     clientError: record.status >= 400 && record.status < 500 ? 1 : 0,
     serverError: record.status >= 500 ? 1 : 0,
     batchSize: record.batchSize,
@@ -123,7 +144,8 @@ export function createRequestMetrics(options: RequestMetricsOptions = {}): Power
   }
 
   const intervalMs = options.intervalMs ?? 1000;
-  const pending = new Map<string, Series>();
+  /** model → version → the requests waiting; two levels, so that finding a request's series allocates nothing. */
+  const pending = new Map<string, Map<string, Series>>();
   let timer: NodeJS.Timeout | undefined;
   let atExit: (() => void) | undefined;
   const flush = (): void => {
@@ -134,9 +156,9 @@ export function createRequestMetrics(options: RequestMetricsOptions = {}): Power
     atExit?.();
     atExit = undefined;
     if (pending.size === 0) return;
-    const series = [...pending.values()];
+    const all = [...pending.values()].flatMap((versions) => [...versions.values()]);
     pending.clear();
-    for (const { model, version, samples } of series) publishSeries(metrics, model, version, samples);
+    for (const series of all) publishSeries(metrics, series);
   };
   return {
     metrics,
@@ -144,18 +166,24 @@ export function createRequestMetrics(options: RequestMetricsOptions = {}): Power
     ...(output ? { drain: () => output.drain() } : {}),
     recordRequest(record) {
       if (record.operation !== 'infer') return;
-      const { model, version } = dimensions(record);
-      const key = `${model}\u0000${version}`;
-      let series = pending.get(key);
-      if (series === undefined) {
-        series = { model, version, samples: [] };
-        pending.set(key, series);
+      const model = record.model?.name ?? 'none';
+      const version = record.model?.version ?? 'none';
+      let versions = pending.get(model);
+      if (versions === undefined) {
+        versions = new Map();
+        pending.set(model, versions);
       }
-      series.samples.push(sample(record));
-      if (series.samples.length === MAX_REQUESTS_PER_DOCUMENT) {
+      let series = versions.get(version);
+      if (series === undefined) {
+        series = new Series(model, version);
+        versions.set(version, series);
+      }
+      series.add(record);
+      if (series.size === MAX_REQUESTS_PER_DOCUMENT) {
         // A full document goes out at once: publishing stays spread out instead of a burst every interval.
-        pending.delete(key);
-        publishSeries(metrics, model, version, series.samples);
+        versions.delete(version);
+        if (versions.size === 0) pending.delete(model);
+        publishSeries(metrics, series);
       }
       if (timer === undefined) {
         timer = setTimeout(flush, intervalMs);
@@ -168,55 +196,49 @@ export function createRequestMetrics(options: RequestMetricsOptions = {}): Power
 
 type Unit = Parameters<Metrics['addMetric']>[1];
 
-/** Publishes a model version's samples, up to `MAX_REQUESTS_PER_DOCUMENT` per document. */
-function publishSeries(metrics: Metrics, model: string, version: string, samples: readonly Sample[]): void {
-  // Someone else's Metrics gets one addMetric per value. Powertools publishes by itself when a metric reaches 100
-  // values, which would split a document from its dimensions: 99 at most then.
-  const aggregated = metrics instanceof AggregatedMetrics;
-  const size = aggregated ? MAX_REQUESTS_PER_DOCUMENT : MAX_REQUESTS_PER_DOCUMENT - 1;
-  for (let i = 0; i < samples.length; i += size) {
-    const chunk = samples.slice(i, i + size);
-    metrics.addDimensions({ model, version });
-    if (!aggregated) {
-      addSamples(metrics, chunk);
+/** Publishes a model version's requests, up to `MAX_REQUESTS_PER_DOCUMENT` per document. */
+function publishSeries(metrics: Metrics, series: Series): void {
+  const { model, version } = series;
+  if (!(metrics instanceof AggregatedMetrics)) {
+    // Someone else's Metrics gets one addMetric per value. Powertools publishes by itself when a metric reaches
+    // 100 values, which would split a document from its dimensions: 99 at most then.
+    const samples: Sample[] = series.latency.map((latency, i) => ({
+      latency,
+      clientError: series.clientErrors[i] as number,
+      serverError: series.serverErrors[i] as number,
+      batchSize: undefined,
+    }));
+    for (let i = 0; i < samples.length; i += MAX_REQUESTS_PER_DOCUMENT - 1) {
+      metrics.addDimensions({ model, version });
+      addSamples(metrics, samples.slice(i, i + MAX_REQUESTS_PER_DOCUMENT - 1));
+      const batches = series.batchSizes.slice(i, i + MAX_REQUESTS_PER_DOCUMENT - 1);
+      for (const b of batches) metrics.addMetric('BatchSize', MetricUnit.Count, b);
       metrics.publishStoredMetrics();
-      continue;
     }
-    const values: Record<string, number | number[]> = {};
-    const declare = (name: string, unit: Unit, column: number[]): void => {
-      if (column.length === 0) return;
-      metrics.addMetric(name, unit, column[0] as number);
-      values[name] = column.length === 1 ? (column[0] as number) : column;
-    };
-    const batchSizes: number[] = [];
-    for (const s of chunk) if (s.batchSize !== undefined) batchSizes.push(s.batchSize);
-    declare(
-      'Requests',
-      MetricUnit.Count,
-      chunk.map(() => 1),
-    );
-    declare(
-      'Latency',
-      MetricUnit.Milliseconds,
-      chunk.map((s) => s.latency),
-    );
-    declare(
-      'ClientErrors',
-      MetricUnit.Count,
-      chunk.map((s) => s.clientError),
-    );
-    declare(
-      'ServerErrors',
-      MetricUnit.Count,
-      chunk.map((s) => s.serverError),
-    );
-    declare('BatchSize', MetricUnit.Count, batchSizes);
-    metrics.values = values;
-    try {
-      metrics.publishStoredMetrics();
-    } finally {
-      metrics.values = undefined;
-    }
+    return;
+  }
+  // A series holds at most MAX_REQUESTS_PER_DOCUMENT requests: one document.
+  metrics.addDimensions({ model, version });
+  const values: Record<string, number | number[]> = {};
+  const declare = (name: string, unit: Unit, column: number[]): void => {
+    if (column.length === 0) return;
+    metrics.addMetric(name, unit, column[0] as number);
+    values[name] = column.length === 1 ? (column[0] as number) : column;
+  };
+  declare(
+    'Requests',
+    MetricUnit.Count,
+    series.latency.map(() => 1),
+  );
+  declare('Latency', MetricUnit.Milliseconds, series.latency);
+  declare('ClientErrors', MetricUnit.Count, series.clientErrors);
+  declare('ServerErrors', MetricUnit.Count, series.serverErrors);
+  declare('BatchSize', MetricUnit.Count, series.batchSizes);
+  metrics.values = values;
+  try {
+    metrics.publishStoredMetrics();
+  } finally {
+    metrics.values = undefined;
   }
 }
 

@@ -99,14 +99,35 @@ class NodeRequestSource implements RequestSource {
   }
 
   body(limit: number): Promise<Uint8Array> {
-    const incoming = this.incoming as Reading;
+    const incoming = this.incoming;
     if (incoming.readableEnded) return Promise.resolve(new Uint8Array(0));
+    // Listeners as closures over the read: a property set on the IncomingMessage would give Node's own objects a
+    // new hidden class, and Node's code that reads them would turn polymorphic.
     return new Promise((resolve, reject) => {
-      incoming[bodyRead] = { chunks: [], size: 0, limit, resolve, reject, source: this };
-      incoming.on('data', onBodyData);
-      incoming.on('end', onBodyEnd);
-      incoming.on('error', onBodyAbort);
-      incoming.on('close', onBodyAbort);
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let settled = false;
+      incoming.on('data', (chunk: Buffer) => {
+        if (settled) return;
+        size += chunk.length;
+        if (size <= limit) chunks.push(chunk);
+        else {
+          settled = true;
+          incoming.pause(); // the rest is not read: the answer closes the connection
+          this.#abandoned = true;
+          reject(tooLarge(limit));
+        }
+      });
+      incoming.on('end', () => {
+        if (settled) return;
+        settled = true;
+        resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+      });
+      incoming.on('close', () => {
+        if (settled) return;
+        settled = true;
+        reject(new InferenceRequestError('the request body was cut off: the client closed the connection'));
+      });
     });
   }
 
@@ -118,10 +139,6 @@ class NodeRequestSource implements RequestSource {
     const length = Number(this.header('content-length') ?? 0);
     return !(length <= DISCARD_BYTES);
   }
-
-  abandon(): void {
-    this.#abandoned = true;
-  }
 }
 
 /** Whether header name `key` is `lower` (lowercase), ignoring ASCII case, without allocating. */
@@ -132,50 +149,4 @@ function sameName(key: string, lower: string): boolean {
     if ((c >= 65 && c <= 90 ? c + 32 : c) !== lower.charCodeAt(i)) return false;
   }
   return true;
-}
-
-/** A body being read from a Node request (its listeners are shared functions: no closures per request). */
-interface NodeBodyRead {
-  readonly chunks: Buffer[];
-  size: number;
-  readonly limit: number;
-  readonly resolve: (bytes: Uint8Array) => void;
-  readonly reject: (err: Error) => void;
-  readonly source: NodeRequestSource;
-}
-const bodyRead = Symbol('maap.bodyRead');
-type Reading = IncomingMessage & { [bodyRead]?: NodeBodyRead };
-
-function settleBodyRead(incoming: Reading): NodeBodyRead | undefined {
-  const read = incoming[bodyRead];
-  incoming[bodyRead] = undefined;
-  incoming.off('data', onBodyData);
-  incoming.off('end', onBodyEnd);
-  incoming.off('error', onBodyAbort);
-  incoming.off('close', onBodyAbort);
-  return read;
-}
-
-function onBodyData(this: Reading, chunk: Buffer): void {
-  const read = this[bodyRead];
-  if (read === undefined) return;
-  read.size += chunk.length;
-  if (read.size > read.limit) {
-    settleBodyRead(this);
-    this.pause(); // the rest is not read: the answer closes the connection
-    read.source.abandon();
-    read.reject(tooLarge(read.limit));
-  } else read.chunks.push(chunk);
-}
-
-function onBodyEnd(this: Reading): void {
-  const read = settleBodyRead(this);
-  if (read === undefined) return;
-  read.resolve(read.chunks.length === 1 ? (read.chunks[0] as Buffer) : Buffer.concat(read.chunks, read.size));
-}
-
-function onBodyAbort(this: Reading): void {
-  settleBodyRead(this)?.reject(
-    new InferenceRequestError('the request body was cut off: the client closed the connection'),
-  );
 }
