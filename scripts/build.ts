@@ -30,9 +30,9 @@ export const LAMBDA_LIMITS = { unzippedBytes: 250 * MB, zippedBytes: 50 * MB } a
 export const RUNTIME_FROM_LAYER = ['onnxruntime-node', 'onnxruntime-common'];
 
 /**
- * Defines `require` in the ESM bundle: for the bundled CommonJS dependencies, Node's built-in modules and the
- * layer's packages. `process.getBuiltinModule` (Node 20.16+, 22.3+) rather than an `import` of `node:module`:
- * importing a built-in as ESM evaluates all its exports (see `builtinsByRequire`).
+ * Defines `require` in the ESM bundle: for the bundled CommonJS dependencies and the layer's packages.
+ * `process.getBuiltinModule` (Node 20.16+, 22.3+) rather than an `import` of `node:module`, which would make Node
+ * evaluate every export of it (and load the source-map support it keeps lazy).
  */
 const BANNER = "const require=process.getBuiltinModule('node:module').createRequire(import.meta.url);";
 
@@ -97,27 +97,6 @@ const zodEnglishOnly: Plugin = {
   },
 };
 
-/**
- * Loads Node's built-in modules with `require`. An ESM `import` of a built-in makes Node evaluate every export of
- * it, and that loads what Node keeps lazy: `node:util`'s parseArgs and MIME parser, `node:crypto`'s WebCrypto,
- * ... (5-10 ms of a cold start here); `require` returns the module object and leaves its lazy parts alone.
- */
-const builtinsByRequire: Plugin = {
-  name: 'maap-builtins-by-require',
-  setup(b) {
-    // A dynamic import keeps its ESM semantics (its named exports): it stays an import.
-    b.onResolve({ filter: /^node:/ }, (args) =>
-      args.namespace === 'builtin' || args.kind === 'dynamic-import'
-        ? { path: args.path, external: true }
-        : { path: args.path, namespace: 'builtin' },
-    );
-    b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => ({
-      contents: `module.exports = require(${JSON.stringify(args.path)});`,
-      loader: 'js',
-    }));
-  },
-};
-
 /** Bundles the predictor handler. `write: false` only computes it (and its metafile). */
 export async function bundlePredictor(outDir: string, write = true): Promise<Metafile> {
   const result = await esbuild({
@@ -141,7 +120,7 @@ export async function bundlePredictor(outDir: string, write = true): Promise<Met
     mainFields: ['module', 'main'],
     external: ['@aws-sdk/*'],
     banner: { js: BANNER },
-    plugins: [builtinsByRequire, runtimeFromLayer, zodEnglishOnly],
+    plugins: [runtimeFromLayer, zodEnglishOnly],
   });
   return result.metafile;
 }
