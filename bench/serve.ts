@@ -4,9 +4,10 @@
  * run, alternating, on a small model (run ≪ 1 ms) and on a model whose run takes more than 1 ms.
  * Both servers run in their own process with the same onnxruntime options (maap's `sessionOptions`, one intra-op
  * thread: the load generator needs the other core of a 2-core machine). Loopback only; every run is bounded in
- * time. The best of `--rounds` alternating runs counts (the machine may be shared).
+ * time. The best of `--rounds` alternating runs counts (the machine may be shared). Besides requests/s and
+ * latency, each server's CPU time per request is read from /proc (Linux): the cost the ratio comes from.
  *
- *   npm run bench:serve [-- --seconds 10 --connections 8 --rounds 2 --model small|heavy --verbose]
+ *   npm run bench:serve [-- --seconds 10 --connections 8 --rounds 3 --model small|heavy --verbose]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -27,7 +28,7 @@ const arg = (name: string, fallback: number) => {
 };
 const seconds = arg('seconds', 10);
 const connections = arg('connections', 8);
-const rounds = arg('rounds', 2);
+const rounds = arg('rounds', 3);
 const only = process.argv.includes('--model') ? process.argv[process.argv.indexOf('--model') + 1] : undefined;
 const verbose = process.argv.includes('--verbose');
 
@@ -109,7 +110,8 @@ async function prepare(
  */
 async function startChild(args: string[], stdoutFile: string): Promise<{ child: ChildProcess; url: string }> {
   const out = await open(stdoutFile, 'w');
-  const child = spawn(join(root, 'node_modules/.bin/tsx'), args, {
+  // `node --import tsx`, not the tsx CLI (which runs the script in a grandchild): the server is this child.
+  const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
     env: process.env,
     stdio: ['ignore', out.fd, 'inherit'],
   });
@@ -142,7 +144,18 @@ async function stopChild(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-async function load(url: string, body: string) {
+/** CPU time (user + system, ms) the process has used so far, from /proc; undefined off Linux. */
+async function cpuMs(pid: number | undefined): Promise<number | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  if (pid === undefined || stat === undefined) return undefined;
+  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th, in ticks.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+}
+/** USER_HZ: 100 on every Linux build Node runs on. */
+const CLOCK_TICKS = 100;
+
+async function load(url: string, body: string, pid: number | undefined) {
   const opts = {
     url,
     method: 'POST' as const,
@@ -151,13 +164,20 @@ async function load(url: string, body: string) {
     connections,
   };
   const warmUp = await autocannon({ ...opts, duration: 2 });
+  const cpuBefore = await cpuMs(pid);
   const result = await autocannon({ ...opts, duration: seconds });
+  const cpuAfter = await cpuMs(pid);
   if (result.non2xx > 0 || result.errors > 0)
     throw new Error(`${url}: ${result.non2xx} non-2xx, ${result.errors} errors`);
+  const cpuUsPerRequest =
+    cpuBefore === undefined || cpuAfter === undefined
+      ? Number.NaN
+      : ((cpuAfter - cpuBefore) * 1000) / result.requests.total;
   return {
     rps: result.requests.average,
     p50: result.latency.p50,
     p99: result.latency.p99,
+    cpuUs: cpuUsPerRequest,
     requests: warmUp.requests.total + result.requests.total,
   };
 }
@@ -166,6 +186,8 @@ interface Figures {
   rps: number;
   p50: number;
   p99: number;
+  /** Server CPU time per request (µs), in the measured run. */
+  cpuUs: number;
   /** Bytes the server wrote to stdout per request (maap: its request log and EMF documents). */
   logBytes: number;
 }
@@ -182,10 +204,10 @@ async function main() {
       `autocannon: ${connections} connections, ${seconds} s per run (after 2 s warm-up), ${rounds} rounds alternating\n`,
     );
     console.log(
-      `${'model'.padEnd(8)}${'run ms'.padStart(8)}${'server'.padStart(8)}${'req/s'.padStart(9)}${'p50 ms'.padStart(8)}${'p99 ms'.padStart(8)}${'ratio'.padStart(8)}${'log B/req'.padStart(11)}`,
+      `${'model'.padEnd(8)}${'run ms'.padStart(8)}${'server'.padStart(8)}${'req/s'.padStart(9)}${'p50 ms'.padStart(8)}${'p99 ms'.padStart(8)}${'ratio'.padStart(8)}${'CPU µs/req'.padStart(12)}${'log B/req'.padStart(11)}`,
     );
     for (const c of cases) {
-      const none: Figures = { rps: 0, p50: 0, p99: 0, logBytes: 0 };
+      const none: Figures = { rps: 0, p50: 0, p99: 0, cpuUs: Number.NaN, logBytes: 0 };
       const best = { maap: none, bare: none };
       for (let round = 0; round < rounds; round++) {
         for (const kind of ['bare', 'maap'] as const) {
@@ -200,13 +222,17 @@ async function main() {
           let r: Awaited<ReturnType<typeof load>> | undefined;
           try {
             const target = kind === 'maap' ? `${url}/v2/models/${c.label}/infer` : `${url}/infer`;
-            r = await load(target, c.body);
+            r = await load(target, c.body, child.pid);
           } finally {
             await stopChild(child);
           }
           // After the server exited: its last lines (flushed at shutdown) are in the file.
           const logBytes = (await stat(logFile)).size / r.requests;
-          if (verbose) console.log(`  round ${round + 1} ${c.label} ${kind}: ${r.rps.toFixed(0)} req/s`);
+          if (verbose) {
+            console.log(
+              `  round ${round + 1} ${c.label} ${kind}: ${r.rps.toFixed(0)} req/s, ${r.cpuUs.toFixed(1)} µs CPU/req`,
+            );
+          }
           if (r.rps > best[kind].rps) best[kind] = { ...r, logBytes };
         }
       }
@@ -214,13 +240,14 @@ async function main() {
         const r = best[kind];
         const ratio = kind === 'maap' ? `${(r.rps / best.bare.rps).toFixed(2)}x` : '1.00x';
         console.log(
-          `${c.label.padEnd(8)}${c.runMs.toFixed(3).padStart(8)}${kind.padStart(8)}${r.rps.toFixed(0).padStart(9)}${String(r.p50).padStart(8)}${String(r.p99).padStart(8)}${ratio.padStart(8)}${r.logBytes.toFixed(0).padStart(11)}`,
+          `${c.label.padEnd(8)}${c.runMs.toFixed(3).padStart(8)}${kind.padStart(8)}${r.rps.toFixed(0).padStart(9)}${String(r.p50).padStart(8)}${String(r.p99).padStart(8)}${ratio.padStart(8)}${r.cpuUs.toFixed(1).padStart(12)}${r.logBytes.toFixed(0).padStart(11)}`,
         );
       }
     }
     console.log(
       '\nratio: maap serve throughput / bare node:http + session.run throughput (goal ≥ 0.85 small, ≥ 0.95 heavy).' +
-        '\nrun ms: one session.run of the request batch, measured here; log B/req: stdout bytes per request.',
+        "\nrun ms: one session.run of the request batch, measured here; CPU µs/req: the server process's CPU time" +
+        '\nper request in that run (from /proc); log B/req: stdout bytes per request.',
     );
   } finally {
     await rm(dir, { recursive: true, force: true });
