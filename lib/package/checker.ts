@@ -1,5 +1,5 @@
 import { createHash, type Hash, type KeyObject } from 'node:crypto';
-import { type FileHandle, mkdir, open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { PackageIntegrityError, SignatureError } from '../errors.ts';
 import { type OnnxInfo, OnnxInspector } from '../onnx/inspect.ts';
@@ -194,6 +194,8 @@ export class PackageChecker {
 }
 
 async function createFile(dir: string, name: string): Promise<FileHandle> {
+  // node:fs/promises only when extracting: reading a package into memory (the Lambda predictor) never needs it.
+  const { mkdir, open } = await import('node:fs/promises');
   const path = join(dir, name);
   await mkdir(dirname(path), { recursive: true });
   return open(path, 'wx', 0o644);

@@ -7,7 +7,6 @@ import {
   sign,
   verify,
 } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
 import { SignatureError, UsageError } from '../errors.ts';
 
 /** An Ed25519 signature is always 64 bytes. */
@@ -61,6 +60,8 @@ export async function loadPublicKey(source: string | KeyObject): Promise<KeyObje
 }
 
 async function readKeyFile(path: string): Promise<string> {
+  // node:fs/promises only for key files: verifying with inline keys (or none) never needs it.
+  const { readFile } = await import('node:fs/promises');
   try {
     return await readFile(path, 'utf8');
   } catch (err) {
@@ -93,6 +94,7 @@ export function findSigner(
 export async function generateKeyFiles(
   prefix: string,
 ): Promise<{ privatePath: string; publicPath: string; fingerprint: string }> {
+  const { writeFile } = await import('node:fs/promises');
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const privatePath = `${prefix}.key`;
   const publicPath = `${prefix}.pub`;

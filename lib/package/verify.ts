@@ -1,6 +1,5 @@
 import type { KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { MaapError, PackageIntegrityError, UsageError } from '../errors.ts';
 import { PackageChecker } from './checker.ts';
@@ -86,12 +85,17 @@ export async function verifyPackage(
   } catch (err) {
     input.destroy();
     await checker.abort();
-    if (options.extractTo) await rm(options.extractTo, { recursive: true, force: true });
+    if (options.extractTo) {
+      const { rm } = await import('node:fs/promises');
+      await rm(options.extractTo, { recursive: true, force: true });
+    }
     throw asIntegrityError(err, label);
   }
 }
 
 async function createExtractDir(path: string): Promise<void> {
+  // node:fs/promises only when extracting (see checker.ts).
+  const { mkdir } = await import('node:fs/promises');
   try {
     await mkdir(path);
   } catch (err) {

@@ -16,7 +16,6 @@
  */
 import { writeSync } from 'node:fs';
 import { format } from 'node:util';
-import { isMainThread } from 'node:worker_threads';
 import type { SinkConsole } from './sink.ts';
 
 /** Where telemetry lines go, in order. */
@@ -60,7 +59,8 @@ const EXIT_WAIT_MS = 2_000;
 export function bufferedLines(options: BufferedLinesOptions = {}): LineOutput {
   const stdout = process.stdout as unknown as LineStream & { fd?: number };
   const stream = options.stream ?? stdout;
-  const fd = stream === stdout && isMainThread && stdout.fd === 1 ? 1 : undefined;
+  // fd 1 only on the main thread: a worker thread's process.stdout is a stream to its parent, without an fd.
+  const fd = stream === stdout && stdout.fd === 1 ? 1 : undefined;
   const target = fd === undefined ? streamTarget(stream) : fdTarget(fd, stream);
   const maxDelayMs = options.maxDelayMs ?? 50;
   const maxBytes = options.maxBytes ?? 128 * 1024;
