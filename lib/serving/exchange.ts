@@ -19,7 +19,7 @@ export const REQUEST_SOURCE: unique symbol = Symbol.for('maap.requestSource');
 /** Where the app reads a request from when an adapter passes one (as hono's `env`). */
 export interface RequestSource {
   readonly [REQUEST_SOURCE]: true;
-  /** A request header as `Headers#get` answers it: case-insensitive, repeated values joined with ", ". */
+  /** A request header as `Headers#get` answers it (repeated values joined with ", "); `name` in lower case. */
   header(name: string): string | undefined;
   /** Every request header as (lower-case name, value) pairs, for the rare caller that wants a `Headers`. */
   headerEntries(): Iterable<[string, string]>;

@@ -69,6 +69,7 @@ class Series {
   readonly latency: number[] = [];
   readonly clientErrors: number[] = [];
   readonly serverErrors: number[] = [];
+  /** NaN for a request without one (a request refused before its inputs were read). */
   readonly batchSizes: number[] = [];
   constructor(
     readonly model: string,
@@ -83,7 +84,7 @@ class Series {
     this.latency.push(roundLatency(record.latencyMs));
     this.clientErrors.push(record.status >= 400 && record.status < 500 ? 1 : 0);
     this.serverErrors.push(record.status >= 500 ? 1 : 0);
-    if (record.batchSize !== undefined) this.batchSizes.push(record.batchSize);
+    this.batchSizes.push(record.batchSize ?? Number.NaN);
   }
 }
 
@@ -212,7 +213,7 @@ function publishSeries(metrics: Metrics, series: Series): void {
       metrics.addDimensions({ model, version });
       addSamples(metrics, samples.slice(i, i + MAX_REQUESTS_PER_DOCUMENT - 1));
       const batches = series.batchSizes.slice(i, i + MAX_REQUESTS_PER_DOCUMENT - 1);
-      for (const b of batches) metrics.addMetric('BatchSize', MetricUnit.Count, b);
+      for (const b of batches) if (!Number.isNaN(b)) metrics.addMetric('BatchSize', MetricUnit.Count, b);
       metrics.publishStoredMetrics();
     }
     return;
@@ -233,7 +234,11 @@ function publishSeries(metrics: Metrics, series: Series): void {
   declare('Latency', MetricUnit.Milliseconds, series.latency);
   declare('ClientErrors', MetricUnit.Count, series.clientErrors);
   declare('ServerErrors', MetricUnit.Count, series.serverErrors);
-  declare('BatchSize', MetricUnit.Count, series.batchSizes);
+  declare(
+    'BatchSize',
+    MetricUnit.Count,
+    series.batchSizes.filter((b) => !Number.isNaN(b)),
+  );
   metrics.values = values;
   try {
     metrics.publishStoredMetrics();

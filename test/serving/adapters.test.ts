@@ -5,6 +5,7 @@
  * fetch channel (a real Request in, a real Response out) that an edge runtime uses.
  */
 import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LoadedModel, loadModel } from '../../lib/inference/model.ts';
 import { handleLambdaEvent } from '../../lib/serving/adapters/lambda.ts';
@@ -43,7 +44,15 @@ afterAll(async () => {
   await work?.cleanup();
 });
 
-type Result = { statusCode: number; headers: Record<string, string>; body: string; isBase64Encoded: boolean };
+type Result = {
+  statusCode: number;
+  headers?: Record<string, string>;
+  multiValueHeaders?: Record<string, string[]>;
+  body: string;
+  isBase64Encoded: boolean;
+};
+/** A result header, from `headers` or `multiValueHeaders`. */
+const headerOf = (r: Result, name: string) => r.headers?.[name] ?? r.multiValueHeaders?.[name]?.[0];
 const invoke = (event: unknown) => handleLambdaEvent(app, event) as Promise<Result>;
 const bodyOf = (r: Result) => JSON.parse(r.body) as { error?: string; outputs?: { data: number[] }[] };
 
@@ -57,17 +66,44 @@ describe('the Lambda adapter', () => {
   ])('answers %s with a 400 naming the events it takes', async (_what, event) => {
     const result = await invoke(event);
     expect(result.statusCode).toBe(400);
-    expect(result.headers['content-type']).toBe('application/json');
+    expect(headerOf(result, 'content-type')).toBe('application/json');
     expect(bodyOf(result).error).toMatch(/^not an HTTP event: .*Function URL.*HTTP API.*REST API/);
   });
 
-  it('reads REST API multi-value headers whatever their case (the request id is echoed)', async () => {
+  it('answers a malformed event (multi-value headers that are not lists) with a 400, not a throw', async () => {
     const event = lambdaEvent('rest-api-v1', { method: 'GET', path: '/v2/health/live' });
-    event.headers = {};
+    event.multiValueHeaders = { accept: 'application/json' };
+    const result = await invoke(event);
+    expect(result.statusCode).toBe(400);
+    expect(bodyOf(result).error).toMatch(/^malformed HTTP event/);
+  });
+
+  it('routes on the path alone: a Host header cannot change the route', async () => {
+    const event = lambdaEvent('function-url', { method: 'GET', path: '/v2/health/live' });
+    (event.headers as Record<string, string>).host = 'evil/v2/models/x';
+    expect((await invoke(event)).statusCode).toBe(200);
+  });
+
+  it('reads REST API multi-value headers whatever their case, and answers in multi-value headers', async () => {
+    const event = lambdaEvent('rest-api-v1', { method: 'GET', path: '/v2/health/live' });
+    event.headers = { 'x-request-id': 'from-single-value' };
     event.multiValueHeaders = { 'X-Request-Id': ['from-multi-value'], Accept: ['application/json'] };
     const result = await invoke(event);
     expect(result.statusCode).toBe(200);
-    expect(result.headers['x-request-id']).toBe('from-multi-value');
+    expect(result.headers).toBeUndefined();
+    expect(result.multiValueHeaders?.['x-request-id']).toEqual(['from-multi-value']);
+  });
+
+  it('answers an event without multi-value headers (an ALB target group) in plain headers', async () => {
+    const event = lambdaEvent('rest-api-v1', { method: 'GET', path: '/v2/health/live' });
+    delete event.multiValueHeaders;
+    event.requestContext = {
+      elb: { targetGroupArn: 'arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/maap/1' },
+    };
+    const result = await invoke(event);
+    expect(result.statusCode).toBe(200);
+    expect(result.multiValueHeaders).toBeUndefined();
+    expect(result.headers?.['content-type']).toBe('application/json');
   });
 
   it('decodes a base64 body, and refuses one that is not base64 with a 400', async () => {
@@ -104,7 +140,7 @@ describe('the Lambda adapter', () => {
     (event.requestContext as { http: { method: string } }).http.method = 'HEAD';
     const result = await invoke(event);
     expect(result).toMatchObject({ statusCode: 200, body: '', isBase64Encoded: false });
-    expect(result.headers['content-type']).toBe('application/json');
+    expect(headerOf(result, 'content-type')).toBe('application/json');
   });
 
   it('routes on the path whatever the query string and cookies', async () => {
@@ -206,13 +242,46 @@ describe('the Node adapter', () => {
     }
   });
 
-  it('answers HEAD with the headers of GET and no body', async () => {
+  it('answers HEAD with the headers of GET, no body and no made-up length', async () => {
     const agent = new Agent();
     const head = await send('HEAD', '/v2/health/ready', undefined, agent);
     expect(head.status).toBe(200);
     expect(head.headers['content-type']).toBe('application/json');
     expect(head.headers['x-request-id']).toBeTruthy();
+    expect(head.headers['content-length']).toBeUndefined();
     expect(head.body).toBe('');
+  });
+
+  it('closes the connection after an early 4xx that leaves a large declared body unread', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const big = JSON.stringify({ ...INFER_REQUEST, id: 'x'.repeat(100_000) });
+      const refused = await send('POST', '/v2/no-such-endpoint', big, agent, {
+        'content-type': 'application/json',
+        'content-length': String(Buffer.byteLength(big)),
+      });
+      expect(refused.status).toBe(404);
+      expect(refused.headers.connection).toBe('close');
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it.each([
+    ['absolute-form', 'http://localhost/v2/health/live'],
+    ['dot segments', '/v2/models/../health/live'],
+    ['an encoded dot segment', '/v2/models/%2e%2e/health/live'],
+  ])('routes a request target in %s on its normalised path', async (_what, target) => {
+    const status = await new Promise<string>((resolve, reject) => {
+      const socket = connect(running.port, '127.0.0.1', () => {
+        socket.end(`GET ${target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
+      });
+      let text = '';
+      socket.on('data', (d) => (text += d));
+      socket.on('end', () => resolve(text.split('\r\n')[0] ?? ''));
+      socket.on('error', reject);
+    });
+    expect(status).toBe('HTTP/1.1 200 OK');
   });
 
   it('answers 500 when the app throws past its own error handling, and serves on', async () => {

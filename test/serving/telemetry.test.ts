@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
+import { Metrics } from '@aws-lambda-powertools/metrics';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../lib/serving/app.ts';
 import { ModelSlot } from '../../lib/serving/host.ts';
@@ -302,6 +303,26 @@ describe('metrics aggregation (interval mode)', () => {
     expect(clientErrors.reduce((a, b) => a + b, 0)).toBe(Math.ceil(250 / 7));
     metrics.flush(); // nothing pending: no document, no warning
     expect(docs).toHaveLength(3);
+  });
+
+  it('with a Metrics of its own, keeps each batch size in the document of its request (99 per document)', () => {
+    const docs: Record<string, unknown>[] = [];
+    const metrics = createRequestMetrics({
+      metrics: new Metrics({ namespace: 'maap', serviceName: 'maap-predictor' }),
+      sink: (l) => docs.push(JSON.parse(l)),
+    });
+    // 100 requests; the first was refused before its inputs were read (no batch size).
+    for (let i = 0; i < 100; i++) {
+      metrics.recordRequest(
+        record({ latencyMs: i, ...(i === 0 ? { batchSize: undefined } : { batchSize: i }) }),
+      );
+    }
+    metrics.flush();
+    expect(docs.map((d) => values(d, 'Requests').length)).toEqual([99, 1]);
+    expect(docs.map((d) => values(d, 'BatchSize'))).toEqual([
+      Array.from({ length: 98 }, (_, i) => i + 1),
+      [99],
+    ]);
   });
 
   it('publishes on its interval without a flush', async () => {

@@ -47,19 +47,30 @@ export interface HttpEventV1 {
 
 export type LambdaHttpEvent = HttpEventV2 | HttpEventV1;
 
-/** What the handler returns: the proxy result of either payload format (the app never sets cookies). */
+/**
+ * What the handler returns: the proxy result of either payload format (the app never sets cookies). Headers come
+ * as `multiValueHeaders` when the request came with them (a REST API, an ALB target group with multi-value
+ * headers on, which takes only those), as `headers` otherwise.
+ */
 export interface LambdaHttpResult {
   statusCode: number;
-  headers: Record<string, string>;
+  headers?: Record<string, string>;
+  multiValueHeaders?: Record<string, string[]>;
   body: string;
   isBase64Encoded: false;
 }
 
-/** Serves one event through `app`; never throws (a fault in the app is a 500 result). */
+/** Serves one event through `app`; never throws (a malformed event is a 400 result, a fault a 500). */
 export async function handleLambdaEvent(app: FetchHandler, event: unknown): Promise<LambdaHttpResult> {
-  const request = eventRequest(event);
-  if (typeof request === 'string')
-    return result(new PlainResponse(400, jsonHeaders(), JSON.stringify({ error: request })), false);
+  let request: ReturnType<typeof eventRequest>;
+  try {
+    request = eventRequest(event);
+  } catch {
+    request = 'malformed HTTP event: its headers, query or body are not what AWS sends';
+  }
+  if (typeof request === 'string') {
+    return result(new PlainResponse(400, jsonHeaders(), JSON.stringify({ error: request })), false, false);
+  }
   let answer: PlainResponse;
   try {
     answer = await plainAnswer(await app.fetch(request.lite.asRequest(), request.source));
@@ -67,26 +78,28 @@ export async function handleLambdaEvent(app: FetchHandler, event: unknown): Prom
     console.error('maap: request failed:', err);
     answer = new PlainResponse(500, jsonHeaders(), '{"error":"internal server error"}');
   }
-  return result(answer, request.lite.method === 'HEAD');
+  return result(answer, request.lite.method === 'HEAD', request.multiValue);
 }
 
 function jsonHeaders(): Record<string, string> {
   return { 'content-type': 'application/json' };
 }
 
-function result(answer: PlainResponse, head: boolean): LambdaHttpResult {
-  return {
-    statusCode: answer.status,
-    headers: answer.headers,
-    body: head ? '' : answer.body,
-    isBase64Encoded: false,
-  };
+function result(answer: PlainResponse, head: boolean, multiValue: boolean): LambdaHttpResult {
+  const body = head ? '' : answer.body;
+  if (!multiValue)
+    return { statusCode: answer.status, headers: answer.headers, body, isBase64Encoded: false };
+  const multiValueHeaders: Record<string, string[]> = {};
+  for (const [name, value] of Object.entries(answer.headers)) multiValueHeaders[name] = [value];
+  return { statusCode: answer.status, multiValueHeaders, body, isBase64Encoded: false };
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
 
 /** The request an event carries, or why it is not an HTTP event this adapter serves. */
-function eventRequest(event: unknown): { lite: LiteRequest; source: EventRequestSource } | string {
+function eventRequest(
+  event: unknown,
+): { lite: LiteRequest; source: EventRequestSource; multiValue: boolean } | string {
   const unknownEvent =
     'not an HTTP event: the predictor takes Lambda Function URL, API Gateway HTTP API (payload 2.0) and REST API (payload 1.0) events';
   if (!isObject(event)) return unknownEvent;
@@ -98,10 +111,7 @@ function eventRequest(event: unknown): { lite: LiteRequest; source: EventRequest
     if (e.cookies?.length) headers.cookie = e.cookies.join('; ');
     const source = new EventRequestSource(headers, e.body, e.isBase64Encoded === true);
     const query = e.rawQueryString ? `?${e.rawQueryString}` : '';
-    return {
-      lite: new LiteRequest(method, urlOf(headers, e.requestContext.domainName, e.rawPath, query), source),
-      source,
-    };
+    return { lite: new LiteRequest(method, urlOf(e.rawPath, query), source), source, multiValue: false };
   }
   if (typeof event.httpMethod === 'string' && typeof event.path === 'string') {
     const e = event as unknown as HttpEventV1;
@@ -113,12 +123,9 @@ function eventRequest(event: unknown): { lite: LiteRequest; source: EventRequest
     }
     const source = new EventRequestSource(headers, e.body, e.isBase64Encoded === true);
     return {
-      lite: new LiteRequest(
-        e.httpMethod,
-        urlOf(headers, e.requestContext?.domainName, e.path, queryV1(e)),
-        source,
-      ),
+      lite: new LiteRequest(e.httpMethod, urlOf(e.path, queryV1(e)), source),
       source,
+      multiValue: isObject(e.multiValueHeaders),
     };
   }
   return unknownEvent;
@@ -134,14 +141,9 @@ function lowerCased(
   return out;
 }
 
-function urlOf(
-  headers: Record<string, string>,
-  domain: string | undefined,
-  path: string,
-  query: string,
-): string {
-  const host = headers.host ?? domain ?? 'localhost';
-  return `https://${host}${path.startsWith('/') ? path : `/${path}`}${query}`;
+/** The URL hono routes on: the path and query under a fixed origin (the Host header plays no part in routing). */
+function urlOf(path: string, query: string): string {
+  return `https://localhost${path.startsWith('/') ? path : `/${path}`}${query}`;
 }
 
 function queryV1(e: HttpEventV1): string {

@@ -40,25 +40,51 @@ export function nodeListener(app: FetchHandler): (req: IncomingMessage, res: Ser
       fail(res, err);
       return;
     }
-    const done = (a: Response | PlainResponse): void => {
-      if (a instanceof PlainResponse) send(res, source, a);
-      else plainAnswer(a).then((p) => send(res, source, p), failed);
-    };
     const failed = (err: unknown): void => fail(res, err);
+    const done = (a: Response | PlainResponse): void => {
+      if (!(a instanceof PlainResponse)) {
+        plainAnswer(a).then(done, failed);
+        return;
+      }
+      try {
+        send(req, res, source, a);
+      } catch (err) {
+        failed(err); // writeHead refused a header or status the app made
+      }
+    };
     if (answer instanceof Promise) answer.then(done, failed);
     else done(answer);
   };
 }
 
-/** The URL hono routes on: the request target under this server's origin (only its path matters). */
+/** A request target that needs parsing: absolute-form, dot segments, backslashes, an encoded dot. */
+const UNUSUAL_TARGET = /^[^/]|\/\.|\\|%2e/i;
+
+/**
+ * The URL hono routes on: the request target under a fixed origin (only its path and query matter). An origin-form
+ * target (`/v2/...`) is used as it is; anything else (`http://host/v2/...`, `/a/../v2`) goes through the URL
+ * parser first, as a fetch Request would have it.
+ */
 function urlOf(req: IncomingMessage): string {
   const target = req.url ?? '/';
-  return target.charCodeAt(0) === 47 ? `http://localhost${target}` : `http://localhost/${target}`;
+  if (!UNUSUAL_TARGET.test(target)) return `http://localhost${target}`;
+  try {
+    const url = new URL(target, 'http://localhost');
+    return `http://localhost${url.pathname}${url.search}`;
+  } catch {
+    return 'http://localhost/'; // no route: a 404
+  }
 }
 
-function send(res: ServerResponse, source: NodeRequestSource, answer: PlainResponse): void {
+function send(
+  req: IncomingMessage,
+  res: ServerResponse,
+  source: NodeRequestSource,
+  answer: PlainResponse,
+): void {
   const headers = answer.headers;
-  headers['content-length'] = String(Buffer.byteLength(answer.body));
+  // A HEAD answer has no body to measure (hono answers HEAD with GET's headers and no body): no length then.
+  if (req.method !== 'HEAD') headers['content-length'] = String(Buffer.byteLength(answer.body));
   if (source.leavesUnreadBody()) headers.connection = 'close';
   res.writeHead(answer.status, headers);
   res.end(answer.body);
@@ -101,6 +127,7 @@ class NodeRequestSource implements RequestSource {
   body(limit: number): Promise<Uint8Array> {
     const incoming = this.incoming;
     if (incoming.readableEnded) return Promise.resolve(new Uint8Array(0));
+    if (incoming.destroyed) return Promise.reject(cutOff());
     // Listeners as closures over the read: a property set on the IncomingMessage would give Node's own objects a
     // new hidden class, and Node's code that reads them would turn polymorphic.
     return new Promise((resolve, reject) => {
@@ -126,7 +153,7 @@ class NodeRequestSource implements RequestSource {
       incoming.on('close', () => {
         if (settled) return;
         settled = true;
-        reject(new InferenceRequestError('the request body was cut off: the client closed the connection'));
+        reject(cutOff());
       });
     });
   }
@@ -149,4 +176,8 @@ function sameName(key: string, lower: string): boolean {
     if ((c >= 65 && c <= 90 ? c + 32 : c) !== lower.charCodeAt(i)) return false;
   }
   return true;
+}
+
+function cutOff(): InferenceRequestError {
+  return new InferenceRequestError('the request body was cut off: the client closed the connection');
 }
