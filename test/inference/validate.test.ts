@@ -3,20 +3,9 @@ import { InferenceRequestError } from '../../lib/errors.ts';
 import type { DecodeLimits } from '../../lib/inference/codec.ts';
 import { type Signature, validateRequest } from '../../lib/inference/validate.ts';
 import { DATATYPES } from '../../lib/package/manifest.ts';
+import { MIXED_SIGNATURE } from '../fixtures/signatures.ts';
 
-const SIGNATURE: Signature = {
-  inputs: [
-    { name: 'x', datatype: 'FP32', shape: [-1, 3] },
-    { name: 'ids', datatype: 'INT64', shape: [-1] },
-    { name: 'mask', datatype: 'BOOL', shape: [-1, 2] },
-    { name: 'text', datatype: 'BYTES', shape: [-1] },
-    { name: 'pixels', datatype: 'UINT8', shape: [2, 2] },
-  ],
-  outputs: [
-    { name: 'y', datatype: 'FP32', shape: [-1] },
-    { name: 'z', datatype: 'INT32', shape: [-1] },
-  ],
-};
+const SIGNATURE: Signature = MIXED_SIGNATURE;
 
 function validBody(): {
   id?: string;
