@@ -8,7 +8,8 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { UsageError } from '../lib/errors.ts';
-import { type FetchHandler, nodeListener } from '../lib/serving/adapters/node.ts';
+import { nodeListener } from '../lib/serving/adapters/node.ts';
+import type { FetchHandler } from '../lib/serving/exchange.ts';
 
 export interface FetchApp extends FetchHandler {
   /** Writes out buffered telemetry; called at shutdown once the last request has finished. */

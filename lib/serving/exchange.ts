@@ -13,6 +13,11 @@
  */
 import { PayloadTooLargeError } from '../errors.ts';
 
+/** What an adapter serves: hono's `app.fetch` signature. */
+export interface FetchHandler {
+  fetch(request: Request, env?: unknown): Response | Promise<Response>;
+}
+
 /** Marks a `RequestSource` among hono `env` values (an edge platform passes its own bindings there). */
 export const REQUEST_SOURCE: unique symbol = Symbol.for('maap.requestSource');
 

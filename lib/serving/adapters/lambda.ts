@@ -10,6 +10,7 @@
  */
 import { InferenceRequestError } from '../../errors.ts';
 import {
+  type FetchHandler,
   LiteRequest,
   PlainResponse,
   plainAnswer,
@@ -17,7 +18,6 @@ import {
   type RequestSource,
   tooLarge,
 } from '../exchange.ts';
-import type { FetchHandler } from './node.ts';
 
 /** Function URL and HTTP API request (payload format 2.0): the fields the adapter reads. */
 export interface HttpEventV2 {

@@ -12,6 +12,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { InferenceRequestError } from '../../errors.ts';
 import {
+  type FetchHandler,
   LiteRequest,
   PlainResponse,
   plainAnswer,
@@ -19,11 +20,6 @@ import {
   type RequestSource,
   tooLarge,
 } from '../exchange.ts';
-
-/** What the adapter serves: hono's `app.fetch` signature. */
-export interface FetchHandler {
-  fetch(request: Request, env?: unknown): Response | Promise<Response>;
-}
 
 /** An unread body up to this size is left to Node, which discards it and keeps the connection. */
 const DISCARD_BYTES = 64 * 1024;
