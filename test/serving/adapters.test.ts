@@ -222,6 +222,27 @@ describe('the Node adapter', () => {
     }
   });
 
+  it('gives up a body cut off by the client (logged as such), and serves on', async () => {
+    const before = logs.length;
+    await new Promise<void>((resolve, reject) => {
+      const socket = connect(running.port, '127.0.0.1', () => {
+        socket.write(
+          `POST ${INFER} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"inputs":`,
+        );
+        setTimeout(() => {
+          socket.destroy();
+          resolve();
+        }, 50);
+      });
+      socket.on('error', reject);
+    });
+    await expect
+      .poll(() => logs.slice(before).find((l) => String(l.error_message ?? '').includes('cut off')))
+      .toMatchObject({ status: 400, path: INFER });
+    const agent = new Agent();
+    expect((await send('GET', '/v2/health/ready', undefined, agent)).status).toBe(200);
+  });
+
   it('closes the connection after a body over the limit, without reading the rest, and serves on', async () => {
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     try {
