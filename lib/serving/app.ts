@@ -104,8 +104,8 @@ type C = Context;
 type Handler = (c: C, x: Exchange) => Response | Promise<Response>;
 
 /** A request header: from the adapter's `RequestSource` when there is one, otherwise from the fetch Request. */
-function header(c: C, x: Exchange, name: string): string | undefined {
-  return x.source ? x.source.header(name) : c.req.header(name);
+function header(c: C, source: RequestSource | undefined, name: string): string | undefined {
+  return source ? source.header(name) : c.req.header(name);
 }
 
 /** A JSON answer carrying the request id: a `PlainResponse` for an adapter, a fetch `Response` otherwise. */
@@ -120,8 +120,7 @@ function json(x: Exchange, status: number, body: string, allow?: string): Respon
 /** The request's `Exchange`: its id (the caller's when sane) and, from an adapter, where to read it from. */
 function exchange(c: C, operation: Operation): Exchange {
   const source = requestSource(c.env);
-  const requestId = requestIdFrom(source ? source.header('x-request-id') : c.req.header('x-request-id'));
-  return new Exchange(requestId, operation, source);
+  return new Exchange(requestIdFrom(header(c, source, 'x-request-id')), operation, source);
 }
 
 export function createApp(options: AppOptions): PredictorApp {
@@ -273,7 +272,7 @@ export function createApp(options: AppOptions): PredictorApp {
     async (c, x) => {
       const name = c.req.param('name') ?? '';
       const version = c.req.param('version');
-      checkContentType(header(c, x, 'content-type'));
+      checkContentType(header(c, x.source, 'content-type'));
       checkDeclaredLength(c, x, maxBody);
       pick(x, name, version); // answer 404/503 before reading a body
       const bytes = x.source ? await x.source.body(maxBody) : await readWebBody(c.req.raw.body, maxBody);
@@ -312,8 +311,8 @@ export function createApp(options: AppOptions): PredictorApp {
 
 /** A 413 before the body is read when its Content-Length says it is larger than `limit`. */
 function checkDeclaredLength(c: C, x: Exchange, limit: number): void {
-  const length = header(c, x, 'content-length');
-  if (length !== undefined && header(c, x, 'transfer-encoding') === undefined) {
+  const length = header(c, x.source, 'content-length');
+  if (length !== undefined && header(c, x.source, 'transfer-encoding') === undefined) {
     if (Number.parseInt(length, 10) > limit) throw tooLarge(limit);
   }
 }

@@ -89,6 +89,21 @@ export async function plainAnswer(answer: Response | PlainResponse): Promise<Pla
   return new PlainResponse(answer.status, headers, answer.body === null ? '' : await answer.text());
 }
 
+/** An adapter's own JSON error answer, for what never reached the app (a request it cannot read). */
+export function plainError(status: number, message: string): PlainResponse {
+  return new PlainResponse(
+    status,
+    { 'content-type': 'application/json' },
+    JSON.stringify({ error: message }),
+  );
+}
+
+/** The last resort, when the app threw past its own error handling: logged with its stack, answered 500. */
+export function faultAnswer(err: unknown): PlainResponse {
+  process.stderr.write(`maap: request failed: ${(err as Error)?.stack ?? String(err)}\n`);
+  return plainError(500, 'internal server error');
+}
+
 export function tooLarge(limit: number): PayloadTooLargeError {
   return new PayloadTooLargeError(`the request body is larger than the limit of ${limit} bytes`);
 }

@@ -203,17 +203,18 @@ function publishSeries(metrics: Metrics, series: Series): void {
   if (!(metrics instanceof AggregatedMetrics)) {
     // Someone else's Metrics gets one addMetric per value. Powertools publishes by itself when a metric reaches
     // 100 values, which would split a document from its dimensions: 99 at most then.
-    const samples: Sample[] = series.latency.map((latency, i) => ({
-      latency,
-      clientError: series.clientErrors[i] as number,
-      serverError: series.serverErrors[i] as number,
-      batchSize: undefined,
-    }));
+    const samples: Sample[] = series.latency.map((latency, i) => {
+      const batchSize = series.batchSizes[i] as number;
+      return {
+        latency,
+        clientError: series.clientErrors[i] as number,
+        serverError: series.serverErrors[i] as number,
+        batchSize: Number.isNaN(batchSize) ? undefined : batchSize,
+      };
+    });
     for (let i = 0; i < samples.length; i += MAX_REQUESTS_PER_DOCUMENT - 1) {
       metrics.addDimensions({ model, version });
       addSamples(metrics, samples.slice(i, i + MAX_REQUESTS_PER_DOCUMENT - 1));
-      const batches = series.batchSizes.slice(i, i + MAX_REQUESTS_PER_DOCUMENT - 1);
-      for (const b of batches) if (!Number.isNaN(b)) metrics.addMetric('BatchSize', MetricUnit.Count, b);
       metrics.publishStoredMetrics();
     }
     return;

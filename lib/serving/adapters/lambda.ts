@@ -11,9 +11,11 @@
 import { InferenceRequestError } from '../../errors.ts';
 import {
   type FetchHandler,
+  faultAnswer,
   LiteRequest,
-  PlainResponse,
+  type PlainResponse,
   plainAnswer,
+  plainError,
   REQUEST_SOURCE,
   type RequestSource,
   tooLarge,
@@ -68,21 +70,14 @@ export async function handleLambdaEvent(app: FetchHandler, event: unknown): Prom
   } catch {
     request = 'malformed HTTP event: its headers, query or body are not what AWS sends';
   }
-  if (typeof request === 'string') {
-    return result(new PlainResponse(400, jsonHeaders(), JSON.stringify({ error: request })), false, false);
-  }
+  if (typeof request === 'string') return result(plainError(400, request), false, false);
   let answer: PlainResponse;
   try {
     answer = await plainAnswer(await app.fetch(request.lite.asRequest(), request.source));
   } catch (err) {
-    console.error('maap: request failed:', err);
-    answer = new PlainResponse(500, jsonHeaders(), '{"error":"internal server error"}');
+    answer = faultAnswer(err);
   }
   return result(answer, request.lite.method === 'HEAD', request.multiValue);
-}
-
-function jsonHeaders(): Record<string, string> {
-  return { 'content-type': 'application/json' };
 }
 
 function result(answer: PlainResponse, head: boolean, multiValue: boolean): LambdaHttpResult {

@@ -13,6 +13,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { InferenceRequestError } from '../../errors.ts';
 import {
   type FetchHandler,
+  faultAnswer,
   LiteRequest,
   PlainResponse,
   plainAnswer,
@@ -86,16 +87,18 @@ function send(
   res.end(answer.body);
 }
 
-/** The last resort: the app threw past its own error handling. */
+/** The last resort: the app threw past its own error handling (or its answer could not be written). */
 function fail(res: ServerResponse, err: unknown): void {
-  process.stderr.write(`maap: request failed: ${(err as Error)?.stack ?? String(err)}\n`);
+  const answer = faultAnswer(err);
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  const body = '{"error":"internal server error"}';
-  res.writeHead(500, { 'content-type': 'application/json', 'content-length': String(body.length) });
-  res.end(body);
+  res.writeHead(answer.status, {
+    ...answer.headers,
+    'content-length': String(Buffer.byteLength(answer.body)),
+  });
+  res.end(answer.body);
 }
 
 /** A Node request as the app's `RequestSource`. */
