@@ -6,9 +6,9 @@
 import type { KeyObject } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
-import semver from 'semver';
 import { InferenceRequestError, MaapError } from '../errors.ts';
 import type { Manifest } from '../package/manifest.ts';
+import { satisfiesLowerBound } from '../package/semver-lite.ts';
 import { type DecodeLimits, encodeOutput, type ResponseTensor } from './codec.ts';
 import { ModelUnavailableError, RuntimeRequirementError, UnsupportedModelError } from './model-errors.ts';
 import { type ModelSource, readPackage } from './package-source.ts';
@@ -74,9 +74,18 @@ export const RUNTIME_VERSION: string = ort.env.versions.common;
  * Refuses a manifest this runtime cannot serve: `requires.onnxruntime` not satisfied by `runtimeVersion`, or
  * BF16 in the signature (onnxruntime-node cannot even create a session for it). Exported for the deployer.
  */
-export function checkRuntimeRequirements(manifest: Manifest, runtimeVersion = RUNTIME_VERSION): void {
+export async function checkRuntimeRequirements(
+  manifest: Manifest,
+  runtimeVersion = RUNTIME_VERSION,
+): Promise<void> {
   const { name, version, requires, signature } = manifest;
-  if (!semver.satisfies(runtimeVersion, requires.onnxruntime, { includePrerelease: true })) {
+  // The range maap pack writes (>=X.Y.Z) is answered without loading semver (see semver-lite.ts).
+  const satisfied =
+    satisfiesLowerBound(runtimeVersion, requires.onnxruntime) ??
+    (await import('semver')).default.satisfies(runtimeVersion, requires.onnxruntime, {
+      includePrerelease: true,
+    });
+  if (!satisfied) {
     throw new RuntimeRequirementError(
       `${name}@${version} requires onnxruntime ${requires.onnxruntime}, but this predictor runs onnxruntime-node ${runtimeVersion}`,
     );
@@ -109,7 +118,7 @@ export async function loadModel(source: ModelSource, options: LoadOptions = {}):
   const start = performance.now();
   const pkg = await readPackage(source, options.trustedKeys);
   const { manifest, id, signed } = pkg.verified;
-  checkRuntimeRequirements(manifest, options.runtimeVersion);
+  await checkRuntimeRequirements(manifest, options.runtimeVersion);
   const verifyMs = performance.now() - start;
 
   let session: ort.InferenceSession;

@@ -11,7 +11,7 @@ import type { Example } from '../package/manifest.ts';
 import type { ResponseTensor } from './codec.ts';
 import type { LoadedModel } from './model.ts';
 import { SmokeTestError } from './model-errors.ts';
-import { type Signature, validateRequest } from './validate.ts';
+import { type Signature, type ValidatedRequest, validateRequestLazily } from './request-check.ts';
 
 export type ExpectedTensor = Example['outputs'][number];
 export interface Tolerance {
@@ -25,9 +25,9 @@ export async function smokeTest(model: LoadedModel): Promise<void> {
   if (!example) return;
   const label = `${model.name}@${model.version}`;
   const outputs = example.outputs.map((o) => ({ name: o.name }));
-  let request: ReturnType<typeof validateRequest>;
+  let request: ValidatedRequest;
   try {
-    request = validateRequest({ ...exampleRequest(example), outputs }, model.signature, {
+    request = await validateRequestLazily({ ...exampleRequest(example), outputs }, model.signature, {
       ...model.limits,
       allowEmpty: true,
     });
@@ -53,7 +53,7 @@ export async function smokeTest(model: LoadedModel): Promise<void> {
 /** Runs one synthetic request (see `warmUpRequest`); returns "ok" or why it failed (never throws). */
 export async function warmUp(model: LoadedModel): Promise<string> {
   try {
-    const request = validateRequest(warmUpRequest(model.signature), model.signature, {
+    const request = await validateRequestLazily(warmUpRequest(model.signature), model.signature, {
       ...model.limits,
       allowEmpty: true,
     });

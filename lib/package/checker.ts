@@ -4,7 +4,9 @@ import { dirname, join } from 'node:path';
 import { PackageIntegrityError, SignatureError } from '../errors.ts';
 import { type OnnxInfo, OnnxInspector } from '../onnx/inspect.ts';
 import { assertNoDuplicateKeys } from './json-keys.ts';
-import { decodeManifest, isSafeEntryPath, MANIFEST_PATH, type Manifest, SIGNATURE_PATH } from './manifest.ts';
+import type { Manifest } from './manifest.ts';
+import { readManifest } from './manifest-fast.ts';
+import { isSafeEntryPath, MANIFEST_PATH, SIGNATURE_PATH } from './manifest-rules.ts';
 import { findSigner, SIGNATURE_BYTES } from './sign.ts';
 import type { TarEvent, TarHeader } from './tar-reader.ts';
 
@@ -157,7 +159,7 @@ export class PackageChecker {
   private async end(entry: Current): Promise<void> {
     if (entry.kind === 'manifest') {
       const bytes = entry.into as Buffer;
-      const manifest = decodeManifest(bytes);
+      const manifest = await readManifest(bytes);
       assertNoDuplicateKeys(bytes.toString('utf8'), MANIFEST_PATH);
       this.manifest = manifest;
       this.manifestBytes = bytes;

@@ -2,40 +2,30 @@ import semver from 'semver';
 import * as z from 'zod/mini';
 import { en } from 'zod/v4/locales';
 import { PackageIntegrityError } from '../errors.ts';
-import { MODEL_NAME_PATTERN } from './names.ts';
+import {
+  DATATYPES,
+  isSafeEntryPath,
+  MANIFEST_PATH,
+  MODEL_PATH,
+  NAME_PATTERN,
+  SIGNATURE_PATH,
+} from './manifest-rules.ts';
 
 // zod/mini: the same checks and messages as classic zod at a fraction of the bundle and of the import time (the
 // predictor validates a manifest on every cold start). Mini registers no locale by itself: English, unless the
 // application chose one.
 if (!z.config().localeError) z.config(en());
 
-/** Open Inference Protocol datatypes that a manifest signature can name. */
-export const DATATYPES = [
-  'BOOL',
-  'UINT8',
-  'UINT16',
-  'UINT32',
-  'UINT64',
-  'INT8',
-  'INT16',
-  'INT32',
-  'INT64',
-  'FP16',
-  'BF16',
-  'FP32',
-  'FP64',
-  'BYTES',
-] as const;
-export type Datatype = (typeof DATATYPES)[number];
+export {
+  DATATYPES,
+  type Datatype,
+  isSafeEntryPath,
+  MANIFEST_PATH,
+  MODEL_PATH,
+  NAME_PATTERN,
+  SIGNATURE_PATH,
+} from './manifest-rules.ts';
 
-/** File name of the manifest: always the first entry of a package. */
-export const MANIFEST_PATH = 'maap.json';
-/** File name of the detached Ed25519 signature over the manifest bytes: always the last entry when present. */
-export const SIGNATURE_PATH = 'maap.sig';
-export const MODEL_PATH = 'model.onnx';
-
-/** A model name (the rule lives in `names.ts`, which the CDK constructs use without the schema). */
-export const NAME_PATTERN = MODEL_NAME_PATTERN;
 const sha256 = z.string().check(z.regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits (SHA-256)'));
 const int = () => z.number().check(z.int());
 const bytes = int().check(z.nonnegative());
@@ -54,20 +44,6 @@ export const entryPath = z.string().check(
     'must be a relative path of letters, digits, ".", "_" and "-" segments (no "..", no empty segments, max 100 bytes)',
   ),
 );
-
-/**
- * A path inside a package: portable segments (`[A-Za-z0-9._-]`, not `.` or `..`, no Windows device names)
- * joined by `/`, at most 100 bytes so that it fits a plain ustar header on every platform's file system.
- */
-export function isSafeEntryPath(p: string): boolean {
-  if (p.length === 0 || p.length > 100) return false;
-  return p
-    .split('/')
-    .every(
-      (seg) => /^[A-Za-z0-9._-]+$/.test(seg) && seg !== '.' && seg !== '..' && !WINDOWS_DEVICE.test(seg),
-    );
-}
-const WINDOWS_DEVICE = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$/i;
 
 export const tensorSpec = z.strictObject({
   name: z.string().check(z.minLength(1)),

@@ -1,9 +1,9 @@
 import { PackageIntegrityError } from '../errors.ts';
 import { decodeManifest, MANIFEST_PATH, type Manifest } from './manifest.ts';
+import { DEFAULT_MAX_MANIFEST_BYTES } from './manifest-rules.ts';
 import { BLOCK, parseHeader } from './tar-reader.ts';
 
-/** The largest maap.json a reader accepts. */
-export const DEFAULT_MAX_MANIFEST_BYTES = 1024 * 1024;
+export { DEFAULT_MAX_MANIFEST_BYTES };
 
 /**
  * Reads the manifest from the first bytes of a package (one ranged read of the registry object). Returns

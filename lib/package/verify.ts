@@ -4,11 +4,9 @@ import type { Readable } from 'node:stream';
 import { MaapError, PackageIntegrityError, UsageError } from '../errors.ts';
 import { PackageChecker } from './checker.ts';
 import type { Manifest } from './manifest.ts';
+import { DEFAULT_MAX_MANIFEST_BYTES } from './manifest-rules.ts';
 import { loadPublicKey } from './sign.ts';
-import { DEFAULT_MAX_MANIFEST_BYTES } from './tar-head.ts';
 import { TarFormatError, TarReader } from './tar-reader.ts';
-
-export { readManifestFromHead } from './tar-head.ts';
 
 export interface VerifyOptions {
   /** Ed25519 public keys (PEM text, PEM file path or KeyObject). When given, the package must be signed by one. */

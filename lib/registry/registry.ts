@@ -4,7 +4,7 @@ import { resolve as resolvePath } from 'node:path';
 import semver from 'semver';
 import { NotFoundError, PackageIntegrityError, UsageError, VersionExistsError } from '../errors.ts';
 import type { Manifest } from '../package/manifest.ts';
-import { readManifestFromHead } from '../package/verify.ts';
+import { readManifestFromHead } from '../package/tar-head.ts';
 import { AliasBook } from './aliases.ts';
 import { mapLimit, readAll } from './io.ts';
 import { checkModelName, checkVersion, classifySpec, isAliasName, LATEST } from './ref.ts';

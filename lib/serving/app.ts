@@ -16,7 +16,7 @@ import { type Context, Hono } from 'hono';
 import { InferenceRequestError, NotFoundError } from '../errors.ts';
 import type { LoadedModel } from '../inference/model.ts';
 import { ModelUnavailableError } from '../inference/model-errors.ts';
-import { validateRequest } from '../inference/validate.ts';
+import { validateRequestLazily } from '../inference/request-check.ts';
 import { onExit, stdoutLines } from '../telemetry/output.ts';
 import { createRequestLog } from '../telemetry/request-log.ts';
 import { createRequestMetrics } from '../telemetry/request-metrics.ts';
@@ -279,7 +279,9 @@ export function createApp(options: AppOptions): PredictorApp {
       const body = parseJson(utf8.decode(bytes));
       // The model in service when the body has arrived: a swap in between moves the request to the new model.
       const model = pick(x, name, version);
-      const request = validateRequest(body, model.signature, model.limits);
+      // zod (validate.ts) loads only for a body the structural fast path cannot vouch for.
+      const checked = validateRequestLazily(body, model.signature, model.limits);
+      const request = checked instanceof Promise ? await checked : checked;
       x.batchSize = request.batchSize;
       const outputs = await model.run(request);
       return json(x, 200, JSON.stringify(inferenceResponse(model, request.id, outputs)));

@@ -4,12 +4,12 @@
  * package is one light signed GET (`lib/registry/s3-get.ts`, no AWS SDK) streamed straight into the verifier
  * and kept in memory; a folder registry reads the file.
  */
-import semver from 'semver';
 import { type MaapError, UsageError } from '../../lib/errors.ts';
 import { type LoadedModel, type LoadOptions, loadModel } from '../../lib/inference/model.ts';
 import { ModelUnavailableError } from '../../lib/inference/model-errors.ts';
 import type { PackageRegistry } from '../../lib/inference/package-source.ts';
-import { checkModelName, classifySpec, isAliasName, LATEST, parseModelRef } from '../../lib/registry/ref.ts';
+import { isCanonicalVersion } from '../../lib/package/semver-lite.ts';
+import { checkModelName, LATEST, parseModelRef } from '../../lib/registry/ref-names.ts';
 import { type S3GetConfig, s3ConfigFromEnv, s3Get, s3Head } from '../../lib/registry/s3-get.ts';
 import { parseS3Uri } from '../../lib/registry/s3-store.ts';
 import type { ObjectInfo, Store } from '../../lib/registry/store.ts';
@@ -88,9 +88,12 @@ export class PinnedRegistry implements PackageRegistry {
 
   async resolve(name: string, spec: string = LATEST): Promise<Resolved> {
     checkModelName(name);
+    // `Registry.versionKey`, without loading the Registry or semver: an exact version in canonical form (what the
+    // deployer pins) is its key.
+    if (isCanonicalVersion(spec)) return { name, version: spec, key: `${name}/${spec}.maap`, via: 'range' };
+    const { classifySpec, isAliasName } = await import('../../lib/registry/ref.ts');
     const kind = classifySpec(spec);
-    const exact = kind === 'range' ? semver.valid(spec) : null;
-    // `Registry.versionKey`, without loading the Registry.
+    const exact = kind === 'range' ? (await import('semver')).default.valid(spec) : null;
     if (exact) return { name, version: exact, key: `${name}/${exact}.maap`, via: 'range' };
     if (kind === 'alias' && isAliasName(spec)) {
       const { AliasBook } = await import('../../lib/registry/aliases.ts');

@@ -117,8 +117,14 @@ describe('loadModel', () => {
     const old = await packFixture(dir, mlpModel(), { name: 'old', requiresOnnxruntime: '>=1.10 <1.11' });
     await expect(loadModel(old.path)).rejects.toThrow(RuntimeRequirementError);
     const manifest = { ...old.manifest, requires: { ...old.manifest.requires, onnxruntime: '^1.20' } };
-    expect(() => checkRuntimeRequirements(manifest, '1.30.0')).not.toThrow();
-    expect(() => checkRuntimeRequirements(manifest, '2.0.0')).toThrow(RuntimeRequirementError);
+    await expect(checkRuntimeRequirements(manifest, '1.30.0')).resolves.toBeUndefined();
+    await expect(checkRuntimeRequirements(manifest, '2.0.0')).rejects.toThrow(RuntimeRequirementError);
+    // The range maap pack writes is answered without semver; the same answers.
+    const plain = { ...manifest, requires: { ...manifest.requires, onnxruntime: '>=1.20.0' } };
+    await expect(checkRuntimeRequirements(plain, '1.30.0')).resolves.toBeUndefined();
+    await expect(checkRuntimeRequirements(plain, '1.19.2')).rejects.toThrow(
+      /requires onnxruntime >=1.20.0, but this predictor runs onnxruntime-node 1.19.2/,
+    );
   });
 
   it('refuses a BF16 model by name before onnxruntime fails on it', async () => {

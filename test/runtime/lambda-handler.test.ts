@@ -340,7 +340,7 @@ describe('the predictor bundle', () => {
     expect(imports.some((i) => i.kind === 'dynamic-import' && !i.external)).toBe(true);
   });
 
-  it('loads a pinned version without the registry code or classic zod (lazy chunks for aliases and folders)', async () => {
+  it('loads a pinned version without the registry code, zod or semver (lazy chunks for aliases, ranges, folders, odd manifests and requests)', async () => {
     const metafile = await bundlePredictor(join(work.dir, 'bundle-start'), false);
     const outputs = metafile.outputs;
     const [entry] = Object.entries(outputs).filter(([, o]) => o.entryPoint?.endsWith('predictor.ts'));
@@ -358,14 +358,24 @@ describe('the predictor bundle', () => {
     visit(entry?.[0] ?? '', true);
     const inputs = [...loaded].flatMap((o) => Object.keys(outputs[o]?.inputs ?? {}));
     expect(inputs).toContain('lib/package/verify.ts');
-    expect(inputs).toContain('lib/package/manifest.ts');
-    expect(
-      inputs.filter((i) =>
-        /lib\/registry\/(registry|aliases|open|file-store|transfer)\.ts|zod\/v4\/classic/.test(i),
-      ),
-    ).toEqual([]);
-    // ...and they are still in the bundle, for aliases, ranges and folder registries.
+    expect(inputs).toEqual(
+      expect.arrayContaining(['lib/package/manifest-fast.ts', 'lib/inference/request-check.ts']),
+    );
+    const lazy =
+      /lib\/registry\/(registry|aliases|open|file-store|transfer|ref)\.ts|lib\/package\/manifest\.ts|lib\/inference\/validate\.ts|node_modules\/(zod|semver)\//;
+    expect(inputs.filter((i) => lazy.test(i))).toEqual([]);
+    // ...and they are still in the bundle, for aliases, ranges, folder registries, and the manifests and requests
+    // the fast paths leave to zod.
     const all = Object.values(outputs).flatMap((o) => Object.keys(o.inputs));
-    expect(all).toEqual(expect.arrayContaining(['lib/registry/registry.ts', 'lib/registry/aliases.ts']));
+    expect(all).toEqual(
+      expect.arrayContaining([
+        'lib/registry/registry.ts',
+        'lib/registry/aliases.ts',
+        'lib/package/manifest.ts',
+        'lib/inference/validate.ts',
+      ]),
+    );
+    expect(all.some((i) => i.includes('node_modules/zod/'))).toBe(true);
+    expect(all.some((i) => i.includes('node_modules/semver/'))).toBe(true);
   });
 });
