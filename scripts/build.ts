@@ -116,15 +116,39 @@ export async function bundlePredictor(outDir: string, write = true): Promise<Met
     sourcemap: 'external',
     sourcesContent: false,
     metafile: true,
-    write,
+    write: false,
     logLevel: 'warning',
     mainFields: ['module', 'main'],
     external: ['@aws-sdk/*'],
-    banner: { js: BANNER },
     plugins: [runtimeFromLayer, zodEnglishOnly],
   });
+  if (write) {
+    // `require` only where esbuild's require helper is (one shared chunk): every other file would pay for an
+    // import.meta and a createRequire of its own on the cold start, for nothing.
+    const helpers = new Set(
+      result.outputFiles
+        .filter((f) => f.path.endsWith('.mjs') && REQUIRE_HELPER.test(f.text))
+        .map((f) => f.path),
+    );
+    if (helpers.size !== 1)
+      throw new Error(`expected esbuild's require helper in one chunk, found ${helpers.size}`);
+    for (const file of result.outputFiles) {
+      let contents: string | Uint8Array = file.contents;
+      if (helpers.has(file.path)) contents = `${BANNER}\n${file.text}`;
+      else if (helpers.has(file.path.replace(/\.map$/, ''))) {
+        // The banner is one more line at the top of the chunk: its source map starts one line later.
+        const map = JSON.parse(file.text) as { mappings: string };
+        contents = JSON.stringify({ ...map, mappings: `;${map.mappings}` });
+      }
+      await mkdir(dirname(file.path), { recursive: true });
+      await writeFile(file.path, contents);
+    }
+  }
   return result.metafile;
 }
+
+/** esbuild's `__require` helper, which reads a global `require` (undefined in ESM: the banner defines one). */
+const REQUIRE_HELPER = /typeof require\s*<\s*"u"/;
 
 /** Whether a file of an installed onnxruntime package is needed at run time on linux-`arch`. */
 export function keepForLayer(pkg: string, file: string, arch: Arch): boolean {
