@@ -4,7 +4,8 @@
  * run, alternating, on a small model (run ≪ 1 ms) and on a model whose run takes more than 1 ms.
  * Both servers run in their own process with the same onnxruntime options (maap's `sessionOptions`, one intra-op
  * thread: the load generator needs the other core of a 2-core machine). Loopback only; every run is bounded in
- * time. The best of `--rounds` alternating runs counts (the machine may be shared). Besides requests/s and
+ * time. The best of `--rounds` alternating runs counts (the machine may be shared), and each round's own ratio
+ * (maap measured right after bare) is printed too. Besides requests/s and
  * latency, each server's CPU time per request is read from /proc (Linux): the cost the ratio comes from.
  *
  *   npm run bench:serve [-- --seconds 10 --connections 8 --rounds 3 --model small|heavy --verbose]
@@ -152,6 +153,14 @@ async function cpuMs(pid: number | undefined): Promise<number | undefined> {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
 }
+const median = (xs: readonly number[]): number => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+};
+
 /** USER_HZ: 100 on every Linux build Node runs on. */
 const CLOCK_TICKS = 100;
 
@@ -200,6 +209,7 @@ async function main() {
       cases.push(await prepare(dir, 'small', mlpModel().bytes, 'x', 4, 4));
     if (only === undefined || only === 'heavy')
       cases.push(await prepare(dir, 'heavy', heavyModel(), 'x', 8, 256));
+    const pairedRatios: string[] = [];
     console.log(
       `autocannon: ${connections} connections, ${seconds} s per run (after 2 s warm-up), ${rounds} rounds alternating\n`,
     );
@@ -209,7 +219,10 @@ async function main() {
     for (const c of cases) {
       const none: Figures = { rps: 0, p50: 0, p99: 0, cpuUs: Number.NaN, logBytes: 0 };
       const best = { maap: none, bare: none };
+      // Each round's maap/bare ratio: both measured back to back, so a slow phase of the machine hits both.
+      const paired: number[] = [];
       for (let round = 0; round < rounds; round++) {
+        let bareRps = 0;
         for (const kind of ['bare', 'maap'] as const) {
           const logFile = join(dir, `${c.label}-${kind}-${round}.log`);
           const { child, url } =
@@ -234,8 +247,13 @@ async function main() {
             );
           }
           if (r.rps > best[kind].rps) best[kind] = { ...r, logBytes };
+          if (kind === 'bare') bareRps = r.rps;
+          else paired.push(r.rps / bareRps);
         }
       }
+      pairedRatios.push(
+        `${c.label}: ${paired.map((x) => `${x.toFixed(2)}x`).join(', ')} (median ${median(paired).toFixed(2)}x)`,
+      );
       for (const kind of ['bare', 'maap'] as const) {
         const r = best[kind];
         const ratio = kind === 'maap' ? `${(r.rps / best.bare.rps).toFixed(2)}x` : '1.00x';
@@ -244,6 +262,7 @@ async function main() {
         );
       }
     }
+    console.log(`\nratio per round (maap right after bare): ${pairedRatios.join('; ')}`);
     console.log(
       '\nratio: maap serve throughput / bare node:http + session.run throughput (goal ≥ 0.85 small, ≥ 0.95 heavy).' +
         "\nrun ms: one session.run of the request batch, measured here; CPU µs/req: the server process's CPU time" +
