@@ -84,7 +84,7 @@ const runtimeFromLayer: Plugin = {
 /**
  * maap only ever uses zod's English messages (classic zod registers them by itself, `lib/package/manifest.ts` does
  * for zod/mini): leaving the other 40-odd locales out keeps them from the bundle, and from the compile time of
- * every cold start (~1 ms per 10 KB on Lambda).
+ * a cold start that needs zod (~1 ms per 10 KB on Lambda).
  */
 const zodEnglishOnly: Plugin = {
   name: 'maap-zod-english-only',
@@ -122,16 +122,16 @@ export async function bundlePredictor(outDir: string, write = true): Promise<Met
     external: ['@aws-sdk/*'],
     plugins: [runtimeFromLayer, zodEnglishOnly],
   });
+  // `require` only where esbuild's require helper is (one shared chunk): every other file would pay for an
+  // import.meta and a createRequire of its own on the cold start, for nothing.
+  const helpers = new Set(
+    result.outputFiles
+      .filter((f) => f.path.endsWith('.mjs') && REQUIRE_HELPER.test(f.text))
+      .map((f) => f.path),
+  );
+  if (helpers.size !== 1)
+    throw new Error(`expected esbuild's require helper in one chunk, found ${helpers.size}`);
   if (write) {
-    // `require` only where esbuild's require helper is (one shared chunk): every other file would pay for an
-    // import.meta and a createRequire of its own on the cold start, for nothing.
-    const helpers = new Set(
-      result.outputFiles
-        .filter((f) => f.path.endsWith('.mjs') && REQUIRE_HELPER.test(f.text))
-        .map((f) => f.path),
-    );
-    if (helpers.size !== 1)
-      throw new Error(`expected esbuild's require helper in one chunk, found ${helpers.size}`);
     for (const file of result.outputFiles) {
       let contents: string | Uint8Array = file.contents;
       if (helpers.has(file.path)) contents = `${BANNER}\n${file.text}`;
@@ -147,8 +147,11 @@ export async function bundlePredictor(outDir: string, write = true): Promise<Met
   return result.metafile;
 }
 
-/** esbuild's `__require` helper, which reads a global `require` (undefined in ESM: the banner defines one). */
-const REQUIRE_HELPER = /typeof require\s*<\s*"u"/;
+/**
+ * esbuild's `__require` helper, which reads a global `require` (undefined in ESM: the banner defines one), as
+ * minified (`typeof require<"u"`) or not (`typeof require !== "undefined"`).
+ */
+export const REQUIRE_HELPER = /typeof require\s*(?:<|!==?)\s*"u(?:ndefined)?"/;
 
 /** Whether a file of an installed onnxruntime package is needed at run time on linux-`arch`. */
 export function keepForLayer(pkg: string, file: string, arch: Arch): boolean {

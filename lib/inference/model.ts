@@ -12,8 +12,8 @@ import { satisfiesLowerBound } from '../package/semver-lite.ts';
 import { type DecodeLimits, encodeOutput, type ResponseTensor } from './codec.ts';
 import { ModelUnavailableError, RuntimeRequirementError, UnsupportedModelError } from './model-errors.ts';
 import { type ModelSource, readPackage } from './package-source.ts';
+import type { Signature, ValidatedRequest } from './request-check.ts';
 import { smokeTest, warmUp } from './smoke.ts';
-import type { Signature, ValidatedRequest } from './validate.ts';
 
 export type { ModelSource, RegistrySource } from './package-source.ts';
 
@@ -71,8 +71,9 @@ export interface LoadOptions {
 export const RUNTIME_VERSION: string = ort.env.versions.common;
 
 /**
- * Refuses a manifest this runtime cannot serve: `requires.onnxruntime` not satisfied by `runtimeVersion`, or
- * BF16 in the signature (onnxruntime-node cannot even create a session for it). Exported for the deployer.
+ * Rejects (RuntimeRequirementError, UnsupportedModelError) a manifest this runtime cannot serve:
+ * `requires.onnxruntime` not satisfied by `runtimeVersion`, or BF16 in the signature (onnxruntime-node cannot even
+ * create a session for it). Asynchronous: a range other than the plain lower bound `maap pack` writes loads semver.
  */
 export async function checkRuntimeRequirements(
   manifest: Manifest,

@@ -8,8 +8,7 @@ import { Readable } from 'node:stream';
 import { PackageIntegrityError } from '../errors.ts';
 import { MODEL_PATH } from '../package/manifest-rules.ts';
 import { type VerifiedPackage, verifyPackage } from '../package/verify.ts';
-import type { ModelRef } from '../registry/ref.ts';
-import { parseModelRef } from '../registry/ref-names.ts';
+import { type ModelRef, parseModelRef } from '../registry/ref-names.ts';
 import type { Store } from '../registry/store.ts';
 import type { Resolved } from '../registry/types.ts';
 

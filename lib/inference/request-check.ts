@@ -8,9 +8,13 @@
 import type * as ort from 'onnxruntime-node';
 import { InferenceRequestError } from '../errors.ts';
 import type { TensorSpec } from '../package/manifest.ts';
-import { DATATYPES, type Datatype } from '../package/manifest-rules.ts';
+import { isDatatype } from '../package/manifest-rules.ts';
 import { isPlainArray, isPlainObject, isUnproxiedArray, ownValue } from '../plain-data.ts';
 import { type DecodeLimits, decodeInput } from './codec.ts';
+// Type only (erased): the schema's output type, without loading zod.
+import type { InferenceRequestJson } from './validate.ts';
+
+export type { InferenceRequestJson };
 
 export interface Signature {
   readonly inputs: readonly TensorSpec[];
@@ -25,25 +29,6 @@ export interface ValidatedRequest {
   id?: string;
   /** First dimension of the first input (1 for a scalar): what the request log calls batch size. */
   batchSize: number;
-}
-
-type RequestParameters = Record<string, string | number | boolean>;
-
-/**
- * A request that passed the schema (`inferenceRequest` in validate.ts, which checks that this type is the schema's
- * output type), or that `isWellFormedRequest` vouches for.
- */
-export interface InferenceRequestJson {
-  id?: string | undefined;
-  parameters?: RequestParameters | undefined;
-  inputs: {
-    name: string;
-    shape: number[];
-    datatype: Datatype;
-    parameters?: RequestParameters | undefined;
-    data: unknown[];
-  }[];
-  outputs?: { name: string; parameters?: RequestParameters | undefined }[] | undefined;
 }
 
 /*
@@ -65,11 +50,10 @@ export interface InferenceRequestJson {
  *   `data` is only checked with Array.isArray: zod passes it on uncopied.
  * - proxies anywhere are left to zod before anything touches them, so no trap runs twice.
  * Not looked for, as no JSON value has them and looking would more than double the cost: symbol-keyed properties of
- * strict objects and of arrays (zod ignores them; so does validateRequest), and non-index properties or accessor
+ * strict objects and of arrays (zod ignores them; so does checkRequest), and non-index properties or accessor
  * elements of arrays (zod's copy would drop them; an own `join`, `slice` or `entries` on a shape array would be
  * what decodeInput calls on the fast path).
  */
-const DATATYPE_SET: ReadonlySet<unknown> = new Set(DATATYPES);
 const isName = (v: unknown): boolean => typeof v === 'string' && v.length >= 1 && v.length <= 256;
 
 function isParameters(v: unknown): boolean {
@@ -90,9 +74,6 @@ function isShape(v: unknown): boolean {
   return true;
 }
 
-/** `data`: zod checks Array.isArray and passes the array on as it is; a proxy is left to zod all the same. */
-const isPlainValueArray = isUnproxiedArray;
-
 const NAME = 1;
 const SHAPE = 2;
 const DATATYPE = 4;
@@ -107,8 +88,9 @@ function isRequestInput(v: unknown): boolean {
     const value = ownValue(v, key);
     if (key === 'name' && isName(value)) seen |= NAME;
     else if (key === 'shape' && isShape(value)) seen |= SHAPE;
-    else if (key === 'datatype' && DATATYPE_SET.has(value)) seen |= DATATYPE;
-    else if (key === 'data' && isPlainValueArray(value)) seen |= DATA;
+    else if (key === 'datatype' && isDatatype(value)) seen |= DATATYPE;
+    // `data`: zod checks Array.isArray and passes the array on as it is; a proxy is left to zod all the same.
+    else if (key === 'data' && isUnproxiedArray(value)) seen |= DATA;
     else if (key === 'parameters' && isParameters(value)) seen |= PARAMETERS;
     else return false;
   }
@@ -171,8 +153,9 @@ const names = (specs: readonly TensorSpec[]): string => specs.map((s) => quote(s
 
 /**
  * Validates an inference request body (parsed JSON) against the model signature and decodes its inputs, without
- * loading zod: the body is checked by `isWellFormedRequest`, else `validate.ts` is loaded and its `validateRequest`
- * (zod) decides and names the problem. Synchronous when the body is well formed.
+ * loading zod: the body is checked by `isWellFormedRequest`, else `validate.ts` is loaded and zod decides and names
+ * the problem. A well-formed body is answered synchronously, and then a problem found against the signature is
+ * thrown, not rejected: call it inside an async function (or a try) and await the result.
  */
 export function validateRequestLazily(
   body: unknown,
@@ -180,7 +163,7 @@ export function validateRequestLazily(
   limits: DecodeLimits = {},
 ): ValidatedRequest | Promise<ValidatedRequest> {
   if (isWellFormedRequest(body)) return checkRequest(body, signature, limits);
-  return import('./validate.ts').then((schema) => schema.validateRequest(body, signature, limits));
+  return import('./validate.ts').then((schema) => schema.validateWithSchema(body, signature, limits));
 }
 
 /**

@@ -11,17 +11,10 @@ import * as z from 'zod/mini';
 import { InferenceRequestError } from '../errors.ts';
 import { DATATYPES } from '../package/manifest-rules.ts';
 import type { DecodeLimits } from './codec.ts';
-import {
-  checkRequest,
-  type InferenceRequestJson,
-  isWellFormedRequest,
-  type Signature,
-  type ValidatedRequest,
-} from './request-check.ts';
+import { checkRequest, isWellFormedRequest, type Signature, type ValidatedRequest } from './request-check.ts';
 
 export {
   checkRequest,
-  type InferenceRequestJson,
   isWellFormedRequest,
   type Signature,
   type ValidatedRequest,
@@ -68,9 +61,8 @@ export const inferenceRequest = z.strictObject(
   },
 );
 
-/** The schema's output type is `InferenceRequestJson` (request-check.ts), which the fast path vouches for. */
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-export const SCHEMA_MATCHES_REQUEST_TYPE: Same<InferenceRequestJson, z.infer<typeof inferenceRequest>> = true;
+/** A request that passed the schema: what `inferenceRequest` outputs, and what `isWellFormedRequest` vouches for. */
+export type InferenceRequestJson = z.infer<typeof inferenceRequest>;
 
 /** "inputs[1].shape[0]" from a zod issue path. */
 function fieldPath(path: readonly PropertyKey[]): string {
@@ -97,6 +89,15 @@ export function validateRequest(
   limits: DecodeLimits = {},
 ): ValidatedRequest {
   return checkRequest(isWellFormedRequest(body) ? body : parseWithZod(body), signature, limits);
+}
+
+/** `validateRequest` for a body the fast path could not vouch for (`validateRequestLazily`): zod, then the checks. */
+export function validateWithSchema(
+  body: unknown,
+  signature: Signature,
+  limits: DecodeLimits = {},
+): ValidatedRequest {
+  return checkRequest(parseWithZod(body), signature, limits);
 }
 
 function parseWithZod(body: unknown): InferenceRequestJson {

@@ -4,16 +4,15 @@
  * manifest, and the zod schema of `manifest.ts` (loaded on demand) when it cannot. Loading zod and building the
  * schema is ~20 ms of a ~240 ms Lambda cold start; a manifest as `maap pack` writes it never needs them.
  */
-import { PackageIntegrityError } from '../errors.ts';
 import { isPlainArray, isPlainObject, ownValue } from '../plain-data.ts';
 import type { Manifest } from './manifest.ts';
 import {
-  DATATYPES,
+  clashingFiles,
+  isDatatype,
   isSafeEntryPath,
-  MANIFEST_PATH,
   MODEL_PATH,
   NAME_PATTERN,
-  SIGNATURE_PATH,
+  parseManifestJson,
 } from './manifest-rules.ts';
 import { isCanonicalVersion, isPlainLowerBound } from './semver-lite.ts';
 
@@ -166,8 +165,7 @@ const matching =
   };
 
 const sha256 = matching(/^[0-9a-f]{64}$/);
-const DATATYPE_SET: ReadonlySet<unknown> = new Set(DATATYPES);
-const datatype: Parse<string> = (v) => (DATATYPE_SET.has(v) ? (v as string) : undefined);
+const datatype: Parse<string> = (v) => (isDatatype(v) ? v : undefined);
 const nonEmpty: Parse<string> = (v) => (typeof v === 'string' && v.length > 0 ? v : undefined);
 const entryPath: Parse<string> = (v) => (typeof v === 'string' && isSafeEntryPath(v) ? v : undefined);
 const version: Parse<string> = (v) => (typeof v === 'string' && isCanonicalVersion(v) ? v : undefined);
@@ -308,29 +306,13 @@ const manifestShape = strictObject<Manifest>({
  * The superRefine of `manifestSchema`, as it runs there: whether two paths clash on a case-insensitive file
  * system (a reserved name, a path listed twice, a file that is also a folder of another path).
  */
-function hasClash(m: Manifest): boolean {
-  const fold = (p: string) => p.toLowerCase();
-  const seen = new Set<string>([MANIFEST_PATH, SIGNATURE_PATH, m.model.path].map(fold));
-  const folders = new Set<string>();
-  for (const f of m.files) {
-    const parts = fold(f.path).split('/');
-    for (let n = 1; n < parts.length; n++) folders.add(parts.slice(0, n).join('/'));
-  }
-  for (const f of m.files) {
-    const path = fold(f.path);
-    if (seen.has(path) || folders.has(path)) return true;
-    seen.add(path);
-  }
-  return false;
-}
-
 /**
  * The manifest `manifestSchema.safeParse(value)` would give, when this can vouch that zod accepts `value` (see
  * above); undefined means "not sure", never "invalid": ask zod (`parseManifest`).
  */
 export function quickManifest(value: unknown): Manifest | undefined {
   const m = manifestShape(value);
-  return m === undefined || hasClash(m) ? undefined : m;
+  return m === undefined || clashingFiles(m.files, m.model.path).length > 0 ? undefined : m;
 }
 
 /**
@@ -338,13 +320,6 @@ export function quickManifest(value: unknown): Manifest | undefined {
  * the same errors, which loads the zod schema only when `quickManifest` cannot vouch for the manifest.
  */
 export async function readManifest(raw: Uint8Array): Promise<Manifest> {
-  let value: unknown;
-  try {
-    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
-  } catch (err) {
-    throw new PackageIntegrityError(
-      `invalid manifest: maap.json is not valid UTF-8 JSON (${(err as Error).message})`,
-    );
-  }
+  const value = parseManifestJson(raw);
   return quickManifest(value) ?? (await import('./manifest.ts')).parseManifest(value);
 }

@@ -1,8 +1,9 @@
 /**
  * The manifest's names and path rules, free of dependencies: the package reader on the predictor's cold start
  * (`manifest-fast.ts`, `checker.ts`) and the request validator use them without loading the manifest schema (zod
- * and semver). `manifest.ts` re-exports them.
+ * and semver), which applies the same rules. `manifest.ts` re-exports them.
  */
+import { PackageIntegrityError } from '../errors.ts';
 import { MODEL_NAME_PATTERN } from './names.ts';
 
 /** Open Inference Protocol datatypes that a manifest signature can name. */
@@ -49,3 +50,42 @@ export function isSafeEntryPath(p: string): boolean {
     );
 }
 const WINDOWS_DEVICE = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$/i;
+
+/** Whether `v` is one of the manifest's datatypes. */
+export function isDatatype(v: unknown): v is Datatype {
+  return DATATYPE_SET.has(v);
+}
+const DATATYPE_SET: ReadonlySet<unknown> = new Set(DATATYPES);
+
+/**
+ * The indexes in `files` of the paths that clash, compared as a case-insensitive file system sees them: a reserved
+ * name (the manifest, the signature, the model), a path listed twice, a file that is also a folder of another
+ * (each would overwrite or block another when extracted).
+ */
+export function clashingFiles(files: readonly { readonly path: string }[], modelPath: string): number[] {
+  const fold = (p: string) => p.toLowerCase();
+  const seen = new Set<string>([MANIFEST_PATH, SIGNATURE_PATH, modelPath].map(fold));
+  const folders = new Set<string>();
+  for (const f of files) {
+    const parts = fold(f.path).split('/');
+    for (let n = 1; n < parts.length; n++) folders.add(parts.slice(0, n).join('/'));
+  }
+  const clashes: number[] = [];
+  for (let i = 0; i < files.length; i++) {
+    const path = fold((files[i] as { path: string }).path);
+    if (seen.has(path) || folders.has(path)) clashes.push(i);
+    seen.add(path);
+  }
+  return clashes;
+}
+
+/** The JSON value of maap.json's bytes; PackageIntegrityError when they are not UTF-8 JSON. */
+export function parseManifestJson(raw: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
+  } catch (err) {
+    throw new PackageIntegrityError(
+      `invalid manifest: maap.json is not valid UTF-8 JSON (${(err as Error).message})`,
+    );
+  }
+}

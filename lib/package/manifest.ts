@@ -3,17 +3,17 @@ import * as z from 'zod/mini';
 import { en } from 'zod/v4/locales';
 import { PackageIntegrityError } from '../errors.ts';
 import {
+  clashingFiles,
   DATATYPES,
   isSafeEntryPath,
-  MANIFEST_PATH,
   MODEL_PATH,
   NAME_PATTERN,
-  SIGNATURE_PATH,
+  parseManifestJson,
 } from './manifest-rules.ts';
 
-// zod/mini: the same checks and messages as classic zod at a fraction of the bundle and of the import time (the
-// predictor validates a manifest on every cold start). Mini registers no locale by itself: English, unless the
-// application chose one.
+// zod/mini: the same checks and messages as classic zod at a fraction of the bundle and of the import time. The
+// predictor loads this schema only for a manifest the fast path (manifest-fast.ts) cannot vouch for. Mini
+// registers no locale by itself: English, unless the application chose one.
 if (!z.config().localeError) z.config(en());
 
 export {
@@ -151,24 +151,12 @@ export const manifestSchema = z
   })
   .check(
     z.superRefine((m, ctx) => {
-      // Compared as a case-insensitive file system would see them: two paths that differ only in case would
-      // overwrite each other when extracted there; a file cannot also be a folder of another path.
-      const fold = (p: string) => p.toLowerCase();
-      const seen = new Set<string>([MANIFEST_PATH, SIGNATURE_PATH, m.model.path].map(fold));
-      const folders = new Set<string>();
-      for (const f of m.files) {
-        const parts = fold(f.path).split('/');
-        for (let n = 1; n < parts.length; n++) folders.add(parts.slice(0, n).join('/'));
-      }
-      for (const [i, f] of m.files.entries()) {
-        const path = fold(f.path);
-        if (seen.has(path) || folders.has(path))
-          ctx.addIssue({
-            code: 'custom',
-            path: ['files', i, 'path'],
-            message: `"${f.path}" is reserved, listed twice (ignoring case), or also a folder of another path`,
-          });
-        seen.add(path);
+      for (const i of clashingFiles(m.files, m.model.path)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['files', i, 'path'],
+          message: `"${(m.files[i] as { path: string }).path}" is reserved, listed twice (ignoring case), or also a folder of another path`,
+        });
       }
     }),
   );
@@ -193,15 +181,7 @@ export function parseManifest(value: unknown): Manifest {
 
 /** Parses and validates the raw bytes of maap.json. */
 export function decodeManifest(raw: Uint8Array): Manifest {
-  let value: unknown;
-  try {
-    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
-  } catch (err) {
-    throw new PackageIntegrityError(
-      `invalid manifest: maap.json is not valid UTF-8 JSON (${(err as Error).message})`,
-    );
-  }
-  return parseManifest(value);
+  return parseManifest(parseManifestJson(raw));
 }
 
 /** The canonical bytes of a manifest as written into a package (stable key order, trailing newline). */

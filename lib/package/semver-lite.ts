@@ -9,7 +9,7 @@
 /** semver's limits: longer strings are refused, components above Number.MAX_SAFE_INTEGER too. */
 const MAX_LENGTH = 256;
 
-/** A SemVer 2.0.0 identifier of a pre-release: numeric without leading zero, or alphanumeric with a letter or "-". */
+/** A SemVer 2.0.0 pre-release identifier: numeric without a leading zero, or alphanumeric with a letter or "-". */
 const PRERELEASE_ID = '(?:0|[1-9]\\d*|\\d*[a-zA-Z-][a-zA-Z0-9-]*)';
 /** major.minor.patch[-prerelease], no "v", no build metadata, no whitespace: `semver.valid(v) === v`. */
 const CANONICAL = new RegExp(

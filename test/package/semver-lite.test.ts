@@ -73,6 +73,29 @@ describe('semver-lite against semver', () => {
     expect(answered).toBeGreaterThan(1_000);
   });
 
+  it('answers like semver right at each bound', () => {
+    for (const range of ['>=1.17.0', '>1.17.0', '>=1.17', '>=1', '>0.0.0', '>=0.0.0']) {
+      for (const v of [
+        '1.16.9',
+        '1.16.99',
+        '1.17.0',
+        '1.17.1',
+        '1.18.0',
+        '0.9.9',
+        '1.0.0',
+        '2.0.0',
+        '0.0.0',
+        '0.0.1',
+      ]) {
+        expect({ v, range, fast: satisfiesLowerBound(v, range) }).toEqual({
+          v,
+          range,
+          fast: semver.satisfies(v, range, { includePrerelease: true }),
+        });
+      }
+    }
+  });
+
   it("answers the ranges maap pack writes for the installed runtime's versions", () => {
     expect(satisfiesLowerBound('1.30.0', '>=1.17.0')).toBe(true);
     expect(satisfiesLowerBound('1.17.0', '>=1.17.0')).toBe(true);

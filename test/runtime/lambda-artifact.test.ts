@@ -143,6 +143,24 @@ describe('the built Lambda artifact', () => {
     ]);
   });
 
+  it("defines require only in the chunk with esbuild's require helper, its source map shifted by that line", async () => {
+    const dir = built.predictor.dir;
+    const scripts = (await readdir(dir, { recursive: true, withFileTypes: true }))
+      .filter((e) => e.isFile() && e.name.endsWith('.mjs'))
+      .map((e) => join(e.parentPath, e.name));
+    const withBanner: string[] = [];
+    for (const file of scripts) {
+      const text = await readFile(file, 'utf8');
+      if (text.includes('createRequire(import.meta.url)')) withBanner.push(file);
+    }
+    expect(withBanner).toHaveLength(1);
+    const helper = await readFile(withBanner[0] as string, 'utf8');
+    expect(helper.split('\n')[0]).toMatch(/^const require=.*createRequire\(import\.meta\.url\);$/);
+    expect(helper).toMatch(/typeof require\s*<\s*"u"/);
+    const map = JSON.parse(await readFile(`${withBanner[0]}.map`, 'utf8')) as { mappings: string };
+    expect(map.mappings.startsWith(';')).toBe(true);
+  });
+
   it('serves a correct inference through the handler from a fresh node, model read from S3', async () => {
     const calls = EVENT_KINDS.flatMap((kind) =>
       (

@@ -4,14 +4,16 @@ import type { Readable } from 'node:stream';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openRegistry } from '../../lib/registry/open.ts';
+import type { Store } from '../../lib/registry/store.ts';
 import {
   createPredictor,
   type LambdaHandler,
   lambdaHandler,
   type Predictor,
 } from '../../runtime/lambda/core.ts';
+import { PinnedRegistry } from '../../runtime/lambda/load.ts';
 import { prefetchPackage } from '../../runtime/lambda/prefetch.ts';
-import { bundlePredictor } from '../../scripts/build.ts';
+import { bundlePredictor, REQUIRE_HELPER } from '../../scripts/build.ts';
 import { rewritePackage, tempDir } from '../helpers/packages.ts';
 import { type S3rverHandle, start as startS3rver } from '../helpers/s3rver.ts';
 import { EVENT_KINDS, type EventKind, type HttpCall, lambdaContext, lambdaEvent } from './lambda-events.ts';
@@ -377,5 +379,55 @@ describe('the predictor bundle', () => {
     );
     expect(all.some((i) => i.includes('node_modules/zod/'))).toBe(true);
     expect(all.some((i) => i.includes('node_modules/semver/'))).toBe(true);
+  });
+  it("finds esbuild's require helper minified or not (MAAP_BUILD_NO_MINIFY, for profiling, still builds)", async () => {
+    expect(REQUIRE_HELPER.test('var a=(b=>typeof require<"u"?require:b)')).toBe(true);
+    expect(REQUIRE_HELPER.test('typeof require !== "undefined" ? require : x')).toBe(true);
+    expect(REQUIRE_HELPER.test('throw Error("Environment variable is required")')).toBe(false);
+    const previous = process.env.MAAP_BUILD_NO_MINIFY;
+    process.env.MAAP_BUILD_NO_MINIFY = '1';
+    try {
+      const metafile = await bundlePredictor(join(work.dir, 'bundle-unminified'), false);
+      expect(Object.keys(metafile.outputs).length).toBeGreaterThan(1);
+    } finally {
+      if (previous === undefined) delete process.env.MAAP_BUILD_NO_MINIFY;
+      else process.env.MAAP_BUILD_NO_MINIFY = previous;
+    }
+  });
+});
+
+describe('PinnedRegistry', () => {
+  // resolve() of an exact version touches no store: a store that refuses every call proves it.
+  const untouchable = new Proxy({ uri: 's3://bucket/models' } as Store, {
+    get: (target, key) => {
+      if (key === 'uri' || key === 'then') return Reflect.get(target, key);
+      throw new Error(`the store was used: ${String(key)}`);
+    },
+  });
+  const registry = new PinnedRegistry(untouchable);
+
+  it('resolves a canonical exact version to its key without semver', async () => {
+    await expect(registry.resolve('fraud', '1.4.0')).resolves.toEqual({
+      name: 'fraud',
+      version: '1.4.0',
+      key: 'fraud/1.4.0.maap',
+      via: 'range',
+    });
+    await expect(registry.resolve('fraud', '2.0.0-rc.1')).resolves.toMatchObject({
+      key: 'fraud/2.0.0-rc.1.maap',
+    });
+  });
+
+  it('resolves the other spellings of an exact version as semver reads them', async () => {
+    for (const spec of ['v1.4.0', '1.4.0+build.7']) {
+      await expect(registry.resolve('fraud', spec)).resolves.toMatchObject({
+        version: '1.4.0',
+        key: 'fraud/1.4.0.maap',
+      });
+    }
+  });
+
+  it('refuses a bad model name before anything else', async () => {
+    await expect(registry.resolve('Fraud', '1.4.0')).rejects.toThrow(/invalid model name "Fraud"/);
   });
 });
