@@ -16,22 +16,12 @@ import {
 } from '../../lib/inference/validate.ts';
 import { DATATYPES } from '../../lib/package/manifest.ts';
 import { MIXED_SIGNATURE } from '../fixtures/signatures.ts';
-import { Draw, seededRandom } from '../helpers/random.ts';
+import { expectVouched, FuzzDraw, holed, Mutator, revoked, Spy, show, tally } from '../helpers/mutate.ts';
+import { seededRandom } from '../helpers/random.ts';
 
 type Obj = Record<string, unknown>;
-type Container = Obj | unknown[];
 
-class Gen extends Draw {
-  /** A string of `min`..`max` UTF-16 units, astral characters and odd ones included. */
-  string(min: number, max: number): string {
-    const length = this.chance(0.1) ? this.pick([min, max]) : this.int(min, Math.min(max, min + 12));
-    let s = '';
-    while (s.length < length) {
-      const c = this.pick(['a', 'Z', '0', ' ', '-', '.', 'é', '日', '"', '\\', '\u0000', '\ud800', '😀']);
-      s += s.length + c.length <= length ? c : 'b';
-    }
-    return s;
-  }
+class Gen extends FuzzDraw {
   dim(): number {
     return this.pick([
       0,
@@ -117,152 +107,34 @@ class Gen extends Draw {
       ['outputs', this.chance(0.4) ? Array.from({ length: this.int(0, 3) }, () => this.output()) : undefined],
     ]);
   }
-  /** An object of the entries whose value is defined, shuffled. */
-  private withSome(entries: [string, unknown][]): Obj {
-    const present = entries.filter(([, v]) => v !== undefined);
-    for (let i = present.length - 1; i > 0; i--) {
-      const j = this.int(0, i);
-      [present[i], present[j]] = [present[j] as [string, unknown], present[i] as [string, unknown]];
-    }
-    return Object.fromEntries(present);
-  }
 }
 
-/** The same request with every object (not `data`'s contents) rebuilt with a null prototype. */
-function nullPrototypes(value: unknown, key = ''): unknown {
-  if (key === 'data' || value === null || typeof value !== 'object') return value;
-  if (Array.isArray(value)) return value.map((v) => nullPrototypes(v));
-  const out: Obj = Object.create(null);
-  for (const [k, v] of Object.entries(value)) out[k] = nullPrototypes(v, k);
-  return out;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
-}
-
-/** A well-formed request in one of the forms a caller may hand over (frozen only if it is not to be mutated). */
-function variant(g: Gen, body: Obj, frozen = true): Obj {
-  switch (g.int(0, frozen ? 3 : 2)) {
-    case 0:
-      return JSON.parse(JSON.stringify(body));
-    case 1:
-      return nullPrototypes(body) as Obj;
-    case 2:
-      return body;
-    default:
-      return deepFreeze(body);
-  }
-}
-
-/** Every (container, key) of the request itself (not inside `data`), plus a new key per object. */
-function slots(root: Obj): [Container, string | number][] {
-  const out: [Container, string | number][] = [];
-  const stack: unknown[] = [root];
-  while (stack.length > 0) {
-    const node = stack.pop();
-    if (node === null || typeof node !== 'object' || types.isProxy(node)) continue;
-    if (Array.isArray(node)) {
-      for (let i = 0; i < node.length; i++) {
-        out.push([node, i]);
-        stack.push(node[i]);
-      }
-      out.push([node, node.length]);
-      continue;
-    }
-    const obj = node as Obj;
-    for (const k of Object.keys(obj)) {
-      out.push([obj, k]);
-      if (k !== 'data') stack.push(obj[k]);
-    }
-    out.push([obj, 'extra']);
-  }
-  return out;
-}
-
-/** [1, <hole>, 2] */
-function holed(): unknown[] {
-  const a: unknown[] = new Array(3);
-  a[0] = 1;
-  a[2] = 2;
-  return a;
-}
-
-class Custom {
-  name = 'x';
-}
-const revoked = Proxy.revocable({}, {});
-revoked.revoke();
-
-/** Values that are wrong somewhere, or right in an unusual form. Functions, so each use gets a fresh one. */
-const HOSTILE: (() => unknown)[] = [
-  () => undefined,
-  () => null,
-  () => true,
-  () => 0,
-  () => -0,
-  () => 1.5,
-  () => Number.NaN,
-  () => Number.POSITIVE_INFINITY,
-  () => Number.NEGATIVE_INFINITY,
-  () => 2 ** 53,
-  () => -(2 ** 53),
-  () => 2 ** 53 - 1,
-  () => 1e300,
-  () => 5e-324,
-  () => 10n,
-  () => Symbol('s'),
-  () => () => 1,
-  () => '',
-  () => 'FP32',
-  () => 'x'.repeat(256),
-  () => 'x'.repeat(257),
-  () => '😀'.repeat(128),
-  () => `${'😀'.repeat(128)}a`,
-  () => 'x'.repeat(100_000),
-  () => new String('FP32'),
-  () => new Number(3),
-  () => [],
-  () => [1],
-  () => [[1, 2]],
-  () => holed(),
-  () => new Array(3),
-  () => Array.from({ length: 65 }, () => 1),
-  () => ({}),
-  () => ({ name: 'x' }),
-  () => ({ a: 1 }),
-  () => ({ a: [1] }),
-  () => ({ a: null }),
-  () => Object.create(null),
-  () => Object.create({ a: 1 }),
-  () => new Custom(),
-  () => new Date(0),
-  () => new Map([['a', 1]]),
-  () => new Proxy({}, {}),
-  () => new Proxy([1, 2], {}),
-  () => revoked.proxy,
-  () => JSON.parse('{"__proto__": 1}'),
-  () => JSON.parse('{"__proto__": {"a": 1}, "b": true}'),
-  () => JSON.parse('[{"__proto__": []}]'),
-  () => Object.defineProperty(Object.create(null), '__proto__', { value: 'x', enumerable: true }),
-  () => ({
-    get a() {
-      return 1;
-    },
-  }),
-  () => Object.defineProperty({ a: 1 }, 'b', { value: 2, enumerable: false }),
-  () => ({ a: 1, [Symbol('s')]: 2 }),
-  () => Object.defineProperty({}, Symbol('s'), { value: 1, enumerable: false }),
-];
-
-/** A value of the same kind as `value`, at or just past a limit of the schema. */
-function edge(g: Gen, value: unknown): unknown {
-  if (typeof value === 'string') {
-    return g.pick([
+/**
+ * The ways a request is damaged; some of these keep it valid. Left out on purpose: symbol keys on the strict
+ * objects, and non-index properties, accessors or non-enumerable elements on arrays. Zod never reads those (so its
+ * copy lacks them) and neither does validateRequest; the fast check does not pay to look for them.
+ */
+const DAMAGE = new Mutator<Gen>({
+  // near the request's limits: 256 code points, 64 dimensions, 2^53
+  hostile: [
+    () => -(2 ** 53),
+    () => 'x'.repeat(256),
+    () => 'x'.repeat(257),
+    () => '😀'.repeat(128),
+    () => `${'😀'.repeat(128)}a`,
+    () => 'x'.repeat(100_000),
+    () => [[1, 2]],
+    () => Array.from({ length: 65 }, () => 1),
+    () => ({ name: 'x' }),
+    () => ({ a: [1] }),
+    () => ({ a: null }),
+    () => JSON.parse('{"__proto__": {"a": 1}, "b": true}'),
+    () => JSON.parse('[{"__proto__": []}]'),
+    () => Object.defineProperty(Object.create(null), '__proto__', { value: 'x', enumerable: true }),
+    () => Object.defineProperty({}, Symbol('s'), { value: 1, enumerable: false }),
+  ],
+  limits: {
+    strings: [
       '',
       'x'.repeat(256),
       'x'.repeat(257),
@@ -270,124 +142,41 @@ function edge(g: Gen, value: unknown): unknown {
       `${'😀'.repeat(128)}a`, // 257 units, 129 code points: zod's limit counts code points
       `${'😀'.repeat(256)}a`, // 257 code points
       '\ud800'.repeat(257),
-    ]);
-  }
-  if (typeof value === 'number') {
-    return g.pick([2 ** 53 - 1, 2 ** 53, -(2 ** 53 - 1), -(2 ** 53), -0, 0.5, -1e-300, Number.MAX_VALUE]);
-  }
-  if (Array.isArray(value)) {
-    const length = g.pick([0, 1, 63, 64, 65]);
-    return Array.from({ length }, (_, i) => (value.length > 0 ? value[i % value.length] : 1));
-  }
-  return value;
-}
-
-/** The `parameters` records of a request: the only place zod looks at symbol keys. */
-function records(body: Obj): Obj[] {
-  return slots(body).flatMap(([container, key]) => {
-    const v = key === 'parameters' ? (container as Obj)[key] : undefined;
-    return v !== null && typeof v === 'object' && !types.isProxy(v) ? [v as Obj] : [];
-  });
-}
-
-/**
- * Damages `body` in place (or replaces it); some of these keep it valid. Left out on purpose: symbol keys on the
- * strict objects, and non-index properties, accessors or non-enumerable elements on arrays. Zod never reads those
- * (so its copy lacks them) and neither does validateRequest; the fast check does not pay to look for them.
- */
-function mutate(g: Gen, body: Obj): unknown {
-  try {
-    return damage(g, body);
-  } catch {
-    return body; // an earlier mutation made that spot read-only (a getter, a frozen or non-configurable value)
-  }
-}
-
-function damage(g: Gen, body: Obj): unknown {
-  const all = slots(body);
-  if (all.length === 0) return body; // a proxy
-  const [container, key] = g.pick(all);
-  const c = container as Obj;
-  const value = c[key as string];
-  switch (g.int(0, 9)) {
-    case 0:
-    case 1:
-      c[key as string] = g.pick(HOSTILE)();
-      return body;
-    case 2:
-      c[key as string] = edge(g, value);
-      return body;
-    case 3:
-      if (Array.isArray(container)) container.splice(Number(key), 1);
-      else delete c[key as string];
-      return body;
-    case 4:
-      if (Array.isArray(container)) delete container[Number(key)];
-      else if (value !== null && typeof value === 'object') {
-        // a different prototype on a nested object or array, or none
-        Object.setPrototypeOf(value, g.pick([null, {}, Custom.prototype, Object.prototype, Array.prototype]));
-      }
-      return body;
-    case 5: {
-      // the same value, but not as a plain data property
-      if (Array.isArray(container)) return body;
-      const desc: PropertyDescriptor = g.pick([
-        { get: () => value, enumerable: true, configurable: true },
-        { value, enumerable: false, configurable: true, writable: true },
-        { value, enumerable: true, configurable: true, writable: false },
-      ]);
-      Object.defineProperty(container, key, desc);
-      return body;
+    ],
+    numbers: [2 ** 53 - 1, 2 ** 53, -(2 ** 53 - 1), -(2 ** 53), -0, 0.5, -1e-300, Number.MAX_VALUE],
+    lengths: [0, 1, 63, 64, 65],
+  },
+  // a symbol key on a `parameters` record (the only place zod looks at symbol keys), enumerable or not
+  hidden: (g, { root }, mutator) => {
+    const params = mutator.slots(root).flatMap(([container, key]) => {
+      const v = key === 'parameters' ? (container as Obj)[key] : undefined;
+      return v !== null && typeof v === 'object' && !types.isProxy(v) ? [v as Obj] : [];
+    });
+    if (params.length > 0) {
+      Object.defineProperty(g.pick(params), Symbol('extra'), {
+        value: g.scalar(),
+        enumerable: g.chance(0.7),
+        configurable: true,
+      });
     }
-    case 6:
-      if (Array.isArray(container)) return body;
+    return root;
+  },
+  more: [
+    // a key an object of the request must not have (or has under another case), hostile, maybe not enumerable
+    (g, { root, container }, mutator) => {
+      if (Array.isArray(container)) return root;
       Object.defineProperty(container, g.pick(['__proto__', 'constructor', '', 'Name', 'input']), {
-        value: g.pick(HOSTILE)(),
+        value: g.pick(mutator.hostile)(),
         enumerable: g.chance(0.8),
         configurable: true,
         writable: true,
       });
-      return body;
-    case 7:
-      if (value !== null && typeof value === 'object' && g.chance(0.5)) {
-        c[key as string] = new Proxy(value, {});
-      } else {
-        const params = records(body);
-        if (params.length > 0) {
-          Object.defineProperty(g.pick(params), Symbol('extra'), {
-            value: g.scalar(),
-            enumerable: g.chance(0.7),
-            configurable: true,
-          });
-        }
-      }
-      return body;
-    case 8: {
-      // "__proto__" as JSON.parse makes it: an own, enumerable data property, anywhere in the text
-      try {
-        const text = JSON.stringify(body);
-        const at = g.pick([...text.matchAll(/\{/g)].map((m) => m.index ?? 0));
-        const member = `"__proto__":${g.pick(['1', '{}', '{"a":1}', '[]', '"x"', 'null'])}`;
-        const close = text[at + 1] === '}';
-        return JSON.parse(`${text.slice(0, at + 1)}${member}${close ? '' : ','}${text.slice(at + 1)}`);
-      } catch {
-        return body; // not JSON: a BigInt or a revoked proxy inside
-      }
-    }
-    default:
-      return g.pick(HOSTILE)();
-  }
-}
-
-const show = (v: unknown): string => {
-  const replace = (_: string, x: unknown) =>
-    typeof x === 'bigint' ? `${x}n` : typeof x === 'object' && x !== null && types.isProxy(x) ? '<proxy>' : x;
-  try {
-    return String(JSON.stringify(v, replace)).slice(0, 2000);
-  } catch {
-    return '<a revoked proxy>';
-  }
-};
+      return root;
+    },
+  ],
+  // `data` is the caller's own (`z.unknown()` contents): zod hands it on as it is; only its slot is damaged
+  opaque: ['data'],
+});
 
 function zodAccepts(body: unknown): boolean {
   try {
@@ -414,27 +203,13 @@ function expectSound(body: unknown, where: string): boolean {
 describe('isWellFormedRequest against zod', () => {
   it('vouches for every well-formed request, in every form (JSON, null prototypes, frozen, literal)', () => {
     const g = new Gen(seededRandom(20250117));
-    for (let n = 0; n < 3000; n++) {
-      const body = variant(g, g.request());
-      if (!isWellFormedRequest(body)) expect.fail(`#${n}: fast check refused a valid request ${show(body)}`);
-      expect(expectSound(body, `#${n}`)).toBe(true);
-    }
+    expectVouched(3000, () => DAMAGE.variant(g, g.request()), isWellFormedRequest, expectSound);
   });
 
   it('vouches only for what zod accepts unchanged, over thousands of mutated requests', () => {
     const g = new Gen(seededRandom(20250118));
-    let vouched = 0;
-    let zodOnly = 0;
-    let refused = 0;
-    for (let n = 0; n < 6000; n++) {
-      let body: unknown = variant(g, g.request(), false);
-      for (let m = g.int(1, 3); m > 0 && body !== null && typeof body === 'object'; m--) {
-        body = mutate(g, body as Obj);
-      }
-      if (expectSound(body, `#${n}`)) vouched++;
-      else if (zodAccepts(body)) zodOnly++;
-      else refused++;
-    }
+    const mutated = () => DAMAGE.mutate(g, DAMAGE.variant(g, g.request(), false), g.int(1, 3));
+    const { vouched, zodOnly, refused } = tally(6000, mutated, expectSound, zodAccepts);
     // every outcome is exercised: still valid after the mutation, left to zod though valid, invalid
     expect(vouched).toBeGreaterThan(300);
     expect(zodOnly).toBeGreaterThan(100);
@@ -442,40 +217,26 @@ describe('isWellFormedRequest against zod', () => {
   });
 
   it('never calls a getter, nor a proxy trap', () => {
-    let calls = 0;
+    const spy = new Spy();
     const input = {
       name: 'x',
       datatype: 'FP32',
       data: [1],
       get shape() {
-        calls++;
+        spy.calls++;
         return [1];
       },
     };
-    const traps: ProxyHandler<object> = {
-      get: (t, k, r) => {
-        calls++;
-        return Reflect.get(t, k, r);
-      },
-      ownKeys: (t) => {
-        calls++;
-        return Reflect.ownKeys(t);
-      },
-      getPrototypeOf: (t) => {
-        calls++;
-        return Reflect.getPrototypeOf(t);
-      },
-    };
     expect(isWellFormedRequest({ inputs: [input] })).toBe(false);
-    expect(isWellFormedRequest(new Proxy({ inputs: [] }, traps))).toBe(false);
-    expect(isWellFormedRequest({ inputs: new Proxy([], traps) })).toBe(false);
+    expect(isWellFormedRequest(spy.proxy({ inputs: [] }))).toBe(false);
+    expect(isWellFormedRequest({ inputs: spy.proxy([]) })).toBe(false);
     expect(
       isWellFormedRequest({
-        inputs: [{ name: 'x', datatype: 'FP32', shape: [1], data: new Proxy([], traps) }],
+        inputs: [{ name: 'x', datatype: 'FP32', shape: [1], data: spy.proxy([]) }],
       }),
     ).toBe(false);
-    expect(isWellFormedRequest(revoked.proxy)).toBe(false);
-    expect(calls).toBe(0);
+    expect(isWellFormedRequest(revoked)).toBe(false);
+    expect(spy.calls).toBe(0);
   });
 
   it('leaves to zod the cases where zod accepts but its copy differs, or it counts differently', () => {
@@ -590,10 +351,7 @@ describe('validateRequest: the fast path and the zod path give the same outcome'
     let ok = 0;
     for (let n = 0; n < 3000; n++) {
       const mutations = g.chance(0.3) ? 0 : g.int(1, 2);
-      let body: unknown = variant(g, validBody(g), mutations === 0);
-      for (let m = mutations; m > 0 && body !== null && typeof body === 'object'; m--) {
-        body = mutate(g, body as Obj);
-      }
+      const body = DAMAGE.mutate(g, DAMAGE.variant(g, validBody(g), mutations === 0), mutations);
       if (mutations === 0) expect(isWellFormedRequest(body), `#${n}`).toBe(true);
       if (isWellFormedRequest(body)) fast++;
       const limit = g.chance(0.1) ? g.int(0, 12) : undefined;

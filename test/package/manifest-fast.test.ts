@@ -10,39 +10,16 @@ import { describe, expect, it } from 'vitest';
 import { PackageIntegrityError } from '../../lib/errors.ts';
 import { DATATYPES, type Manifest, manifestSchema, parseManifest } from '../../lib/package/manifest.ts';
 import { quickManifest, readManifest } from '../../lib/package/manifest-fast.ts';
-import { Draw, seededRandom } from '../helpers/random.ts';
+import { expectVouched, FuzzDraw, holed, Mutator, revoked, Spy, show, tally } from '../helpers/mutate.ts';
+import { type Draw, seededRandom } from '../helpers/random.ts';
 
 type Obj = Record<string, unknown>;
-type Container = Obj | unknown[];
 
 const DIGITS = '0123456789abcdef';
 
-class Gen extends Draw {
-  /** A string of `min`..`max` UTF-16 units, astral characters and odd ones included. */
-  string(min: number, max: number): string {
-    const length = this.chance(0.1) ? this.pick([min, max]) : this.int(min, Math.min(max, min + 12));
-    let s = '';
-    while (s.length < length) {
-      const c = this.pick([
-        'a',
-        'Z',
-        '0',
-        ' ',
-        '-',
-        '.',
-        '/',
-        'é',
-        '日',
-        '"',
-        '\\',
-        '\u0000',
-        '\ud800',
-        '😀',
-      ]);
-      s += s.length + c.length <= length ? c : 'b';
-    }
-    return s;
-  }
+class Gen extends FuzzDraw {
+  /** Paths too. */
+  protected override readonly moreChars = ['/'];
   hex(n: number): string {
     let s = '';
     for (let i = 0; i < n; i++) s += DIGITS[this.int(0, 15)];
@@ -270,145 +247,7 @@ class Gen extends Draw {
       ['stats', this.chance(0.2) ? this.stats() : undefined],
     ]);
   }
-  /** An object of the entries whose value is defined, shuffled. */
-  withSome(entries: [string, unknown][]): Obj {
-    const present = entries.filter(([, v]) => v !== undefined);
-    for (let i = present.length - 1; i > 0; i--) {
-      const j = this.int(0, i);
-      [present[i], present[j]] = [present[j] as [string, unknown], present[i] as [string, unknown]];
-    }
-    return Object.fromEntries(present);
-  }
 }
-
-/** The same manifest with every object (`z.unknown()` values too) rebuilt with a null prototype. */
-function nullPrototypes(value: unknown): unknown {
-  if (value === null || typeof value !== 'object') return value;
-  if (Array.isArray(value)) return value.map((v) => nullPrototypes(v));
-  const out: Obj = Object.create(null);
-  for (const [k, v] of Object.entries(value)) out[k] = nullPrototypes(v);
-  return out;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
-}
-
-/** A valid manifest in one of the forms a caller may hand over (frozen only if it is not to be mutated). */
-function variant(g: Gen, m: Obj, frozen = true): Obj {
-  switch (g.int(0, frozen ? 3 : 2)) {
-    case 0:
-      return JSON.parse(JSON.stringify(m));
-    case 1:
-      return nullPrototypes(m) as Obj;
-    case 2:
-      return m;
-    default:
-      return deepFreeze(m);
-  }
-}
-
-/** Every (container, key) of the manifest, plus a new key per object and a new index per array. */
-function slots(root: Obj): [Container, string | number][] {
-  const out: [Container, string | number][] = [];
-  const stack: unknown[] = [root];
-  while (stack.length > 0) {
-    const node = stack.pop();
-    if (node === null || typeof node !== 'object' || types.isProxy(node)) continue;
-    if (Array.isArray(node)) {
-      for (let i = 0; i < node.length; i++) {
-        out.push([node, i]);
-        stack.push(node[i]);
-      }
-      out.push([node, node.length]);
-      continue;
-    }
-    const obj = node as Obj;
-    for (const k of Object.keys(obj)) {
-      out.push([obj, k]);
-      stack.push(obj[k]);
-    }
-    out.push([obj, 'extra']);
-  }
-  return out;
-}
-
-/** [1, <hole>, 2] */
-function holed(): unknown[] {
-  const a: unknown[] = new Array(3);
-  a[0] = 1;
-  a[2] = 2;
-  return a;
-}
-
-class Custom {
-  name = 'x';
-}
-const revoked = Proxy.revocable({}, {});
-revoked.revoke();
-
-/** Values that are wrong somewhere, or right in an unusual form. Functions, so each use gets a fresh one. */
-const HOSTILE: (() => unknown)[] = [
-  () => undefined,
-  () => null,
-  () => true,
-  () => 0,
-  () => -0,
-  () => 1,
-  () => -1,
-  () => 1.5,
-  () => Number.NaN,
-  () => Number.POSITIVE_INFINITY,
-  () => Number.NEGATIVE_INFINITY,
-  () => 2 ** 53,
-  () => 2 ** 53 - 1,
-  () => 1e300,
-  () => 5e-324,
-  () => 10n,
-  () => Symbol('s'),
-  () => () => 1,
-  () => '',
-  () => 'x',
-  () => 'FP32',
-  () => 'model.onnx',
-  () => '1.0.0',
-  () => '2026-01-02T03:04:05Z',
-  () => 'x'.repeat(300),
-  () => new String('FP32'),
-  () => new Number(3),
-  () => new Date(0),
-  () => [],
-  () => [1],
-  () => ['a'],
-  () => holed(),
-  () => new Array(3),
-  () => ({}),
-  () => ({ a: 1 }),
-  () => ({ name: 'x', datatype: 'FP32', shape: [1] }),
-  () => Object.create(null),
-  () => Object.create({ a: 1 }),
-  () => new Custom(),
-  () => new Map([['a', 1]]),
-  () => new Proxy({}, {}),
-  () => new Proxy([1, 2], {}),
-  () => revoked.proxy,
-  () => JSON.parse('{"__proto__": 1}'),
-  () => JSON.parse('{"__proto__": {"a": 1}, "b": 2}'),
-  () => Object.defineProperty(Object.create(null), '__proto__', { value: 2, enumerable: true }),
-  () => ({
-    get a() {
-      return 1;
-    },
-  }),
-  () => Object.defineProperty({ a: 1 }, 'b', { value: 2, enumerable: false }),
-  () => ({ a: 1, [Symbol('s')]: 2 }),
-  () => ({ constructor: () => 1 }),
-  () => ({ constructor: { prototype: {} } }),
-];
 
 /** Strings near what a field accepts, for the field named `key`. */
 const ODD_STRINGS: Readonly<Record<string, readonly string[]>> = {
@@ -515,92 +354,58 @@ function fieldStrings(key: string | number): readonly string[] | undefined {
   return Object.hasOwn(ODD_STRINGS, field) ? ODD_STRINGS[field] : undefined;
 }
 
-function oddString(g: Gen, key: string | number): string {
-  return g.pick(fieldStrings(key) ?? (g.pick(Object.values(ODD_STRINGS)) as readonly string[]));
-}
-
-/** A value of the same kind as `value`, at or just past a limit of the schema. */
-function edge(g: Gen, value: unknown): unknown {
-  if (typeof value === 'string')
-    return g.pick(['', 'x'.repeat(255), 'x'.repeat(256), '😀'.repeat(128), '\ud800']);
-  if (typeof value === 'number') {
-    return g.pick([2 ** 53 - 1, 2 ** 53, -1, -2, -0, 0, 0.5, -1e-300, Number.MAX_VALUE, Number.NaN]);
-  }
-  if (Array.isArray(value)) {
-    const length = g.pick([0, 1, 2, 3]);
-    return Array.from({ length }, (_, i) => (value.length > 0 ? value[i % value.length] : 1));
-  }
-  return value;
+/** A mutation: a string near what the slot's field accepts (any field's, for another slot). */
+function oddString(g: Draw, spot: { root: Obj; container: object; key: string | number }): Obj {
+  const strings = fieldStrings(spot.key) ?? (g.pick(Object.values(ODD_STRINGS)) as readonly string[]);
+  (spot.container as Obj)[spot.key as string] = g.pick(strings);
+  return spot.root;
 }
 
 /**
- * Damages `m` in place (or replaces it); some of these keep it valid. Left out on purpose: non-index properties,
+ * The ways a manifest is damaged; some of these keep it valid. Left out on purpose: non-index properties,
  * accessors or non-enumerable elements on arrays. Zod reads elements as any caller does and ignores the rest; the
  * fast path does not pay to look for them.
  */
-function mutate(g: Gen, m: Obj): unknown {
-  try {
-    return damage(g, m);
-  } catch {
-    return m; // an earlier mutation made that spot read-only (a getter, a frozen or non-configurable value)
-  }
-}
-
-function damage(g: Gen, m: Obj): unknown {
-  const all = slots(m);
-  if (all.length === 0) return m; // a proxy
-  const [container, key] = g.pick(all);
-  const c = container as Obj;
-  const value = c[key as string];
-  switch (g.int(0, 11)) {
-    case 0:
-    case 1:
-      c[key as string] = g.pick(HOSTILE)();
-      return m;
-    case 2:
-      c[key as string] = edge(g, value);
-      return m;
-    case 3:
-    case 4:
-      c[key as string] = oddString(g, key);
-      return m;
-    case 5:
-      if (Array.isArray(container)) container.splice(Number(key), 1);
-      else delete c[key as string];
-      return m;
-    case 6:
-      if (Array.isArray(container)) delete container[Number(key)];
-      else if (value !== null && typeof value === 'object') {
-        // a different prototype on a nested object or array, or none
-        Object.setPrototypeOf(value, g.pick([null, {}, Custom.prototype, Object.prototype, Array.prototype]));
-      }
-      return m;
-    case 7: {
-      // the same value, but not as a plain data property
-      if (Array.isArray(container)) return m;
-      const desc: PropertyDescriptor = g.pick([
-        { get: () => value, enumerable: true, configurable: true },
-        { value, enumerable: false, configurable: true, writable: true },
-        { value, enumerable: true, configurable: true, writable: false },
-      ]);
-      Object.defineProperty(container, key, desc);
-      return m;
-    }
-    case 8:
-      if (value !== null && typeof value === 'object' && g.chance(0.5))
-        c[key as string] = new Proxy(value, {});
-      else if (!Array.isArray(container)) {
-        Object.defineProperty(container, g.chance(0.5) ? Symbol('extra') : 'hidden', {
-          value: 1,
-          enumerable: g.chance(0.7),
-          configurable: true,
-        });
-      }
-      return m;
-    case 9: {
-      // another file: a clash with one already listed (case, folder, reserved name), or a fine one
-      const files = m.files;
-      if (!Array.isArray(files)) return m;
+const DAMAGE = new Mutator<Gen>({
+  // near the manifest's fields and limits
+  hostile: [
+    () => 1,
+    () => -1,
+    () => 'x',
+    () => 'model.onnx',
+    () => '1.0.0',
+    () => '2026-01-02T03:04:05Z',
+    () => 'x'.repeat(300),
+    () => ['a'],
+    () => ({ name: 'x', datatype: 'FP32', shape: [1] }),
+    () => JSON.parse('{"__proto__": {"a": 1}, "b": 2}'),
+    () => Object.defineProperty(Object.create(null), '__proto__', { value: 2, enumerable: true }),
+    () => ({ constructor: () => 1 }),
+    () => ({ constructor: { prototype: {} } }),
+  ],
+  limits: {
+    strings: ['', 'x'.repeat(255), 'x'.repeat(256), '😀'.repeat(128), '\ud800'],
+    numbers: [2 ** 53 - 1, 2 ** 53, -1, -2, -0, 0, 0.5, -1e-300, Number.MAX_VALUE, Number.NaN],
+    lengths: [0, 1, 2, 3],
+  },
+  // a symbol or a string key on an object, with a value, enumerable or not
+  hidden: (g, { root, container }) => {
+    if (Array.isArray(container)) return root;
+    Object.defineProperty(container, g.chance(0.5) ? Symbol('extra') : 'hidden', {
+      value: 1,
+      enumerable: g.chance(0.7),
+      configurable: true,
+    });
+    return root;
+  },
+  more: [
+    // odd strings twice as likely as any other one mutation
+    oddString,
+    oddString,
+    // another file: a clash with one already listed (case, folder, reserved name), or a fine one
+    (g, { root }) => {
+      const files = root.files;
+      if (!Array.isArray(files)) return root;
       const other = files[g.int(0, files.length - 1)] as Obj | undefined;
       const base = typeof other?.path === 'string' ? other.path : 'vocab.txt';
       const path = g.pick([
@@ -615,24 +420,10 @@ function damage(g: Gen, m: Obj): unknown {
         'deeper/new.bin',
       ]);
       files.splice(g.int(0, files.length), 0, { path, sha256: 'b'.repeat(64), bytes: 1 });
-      return m;
-    }
-    case 10: {
-      // "__proto__" as JSON.parse makes it: an own, enumerable data property, anywhere in the text
-      try {
-        const text = JSON.stringify(m);
-        const at = g.pick([...text.matchAll(/\{/g)].map((x) => x.index ?? 0));
-        const member = `"__proto__":${g.pick(['1', '{}', '{"a":1}', '[]', '"x"', 'null'])}`;
-        const close = text[at + 1] === '}';
-        return JSON.parse(`${text.slice(0, at + 1)}${member}${close ? '' : ','}${text.slice(at + 1)}`);
-      } catch {
-        return m; // not JSON: a BigInt or a revoked proxy inside
-      }
-    }
-    default:
-      return g.pick(HOSTILE)();
-  }
-}
+      return root;
+    },
+  ],
+});
 
 /** A shallow copy of `m` without `key`. */
 function without(m: Obj, key: string): Obj {
@@ -640,16 +431,6 @@ function without(m: Obj, key: string): Obj {
   delete copy[key];
   return copy;
 }
-
-const show = (v: unknown): string => {
-  const replace = (_: string, x: unknown) =>
-    typeof x === 'bigint' ? `${x}n` : typeof x === 'object' && x !== null && types.isProxy(x) ? '<proxy>' : x;
-  try {
-    return String(JSON.stringify(v, replace)).slice(0, 3000);
-  } catch {
-    return '<a revoked proxy>';
-  }
-};
 
 type ZodOutcome = { success: true; data: Manifest } | { success: false };
 
@@ -727,26 +508,14 @@ function expectSound(value: unknown, where: string): boolean {
 describe('quickManifest against zod', () => {
   it('vouches for every valid manifest, in every form (JSON, null prototypes, frozen, literal)', () => {
     const g = new Gen(seededRandom(20250201));
-    for (let n = 0; n < 2000; n++) {
-      const m = variant(g, g.manifest());
-      if (quickManifest(m) === undefined)
-        expect.fail(`#${n}: the fast path refused a valid manifest ${show(m)}`);
-      expect(expectSound(m, `#${n}`)).toBe(true);
-    }
+    const vouches = (m: unknown) => quickManifest(m) !== undefined;
+    expectVouched(2000, () => DAMAGE.variant(g, g.manifest()), vouches, expectSound);
   });
 
   it('vouches only for what zod accepts, with zod’s output, over thousands of mutated manifests', () => {
     const g = new Gen(seededRandom(20250202));
-    let vouched = 0;
-    let zodOnly = 0;
-    let refused = 0;
-    for (let n = 0; n < 6000; n++) {
-      let m: unknown = variant(g, g.manifest(), false);
-      for (let k = g.int(1, 3); k > 0 && m !== null && typeof m === 'object'; k--) m = mutate(g, m as Obj);
-      if (expectSound(m, `#${n}`)) vouched++;
-      else if (zodParse(m).success) zodOnly++;
-      else refused++;
-    }
+    const mutated = () => DAMAGE.mutate(g, DAMAGE.variant(g, g.manifest(), false), g.int(1, 3));
+    const { vouched, zodOnly, refused } = tally(6000, mutated, expectSound, (m) => zodParse(m).success);
     // every outcome is exercised: still valid after the mutation, left to zod though valid, invalid
     expect(vouched).toBeGreaterThan(600);
     expect(zodOnly).toBeGreaterThan(150);
@@ -808,16 +577,16 @@ describe('quickManifest against zod', () => {
       const json = JSON.stringify(m);
       const rich = () => JSON.parse(json) as Obj;
       expect(quickManifest(rich()), `round ${round}`).toBeDefined();
-      const spots = slots(rich());
+      const spots = DAMAGE.slots(rich());
       for (let at = 0; at < spots.length; at++) {
-        const [, key] = spots[at] as [Container, string | number];
+        const [, key] = spots[at] as (typeof spots)[number];
         const values: unknown[] = [...(fieldStrings(key) ?? []), 0, -0, 0.5, -1, 2 ** 53, Number.MAX_VALUE];
-        for (const make of [...HOSTILE, () => 'delete', () => 'empty array']) {
+        for (const make of [...DAMAGE.hostile, () => 'delete', () => 'empty array']) {
           values.push(make());
         }
         for (const value of values) {
           const copy = rich();
-          const [container, slot] = slots(copy)[at] as [Container, string | number];
+          const [container, slot] = DAMAGE.slots(copy)[at] as (typeof spots)[number];
           if (value === 'delete') {
             if (Array.isArray(container)) container.splice(Number(slot), 1);
             else delete container[slot as string];
@@ -832,49 +601,29 @@ describe('quickManifest against zod', () => {
   });
 
   it('never calls a getter, nor a proxy trap', () => {
-    let calls = 0;
-    /** A proxy of `target` that counts every trap that runs. */
-    const trapping = <T extends object>(target: T): T =>
-      new Proxy(target, {
-        get: (t, k, r) => {
-          calls++;
-          return Reflect.get(t, k, r);
-        },
-        ownKeys: (t) => {
-          calls++;
-          return Reflect.ownKeys(t);
-        },
-        getPrototypeOf: (t) => {
-          calls++;
-          return Reflect.getPrototypeOf(t);
-        },
-        getOwnPropertyDescriptor: (t, k) => {
-          calls++;
-          return Reflect.getOwnPropertyDescriptor(t, k);
-        },
-      });
+    const spy = new Spy();
     const valid = () => new Gen(seededRandom(7)).manifest() as Obj & { model: Obj; lineage?: unknown };
     const getter = valid();
     Object.defineProperty(getter, 'name', {
       enumerable: true,
       get() {
-        calls++;
+        spy.calls++;
         return 'mlp';
       },
     });
     expect(quickManifest(getter)).toBeUndefined();
-    expect(quickManifest(trapping(valid()))).toBeUndefined();
+    expect(quickManifest(spy.proxy(valid()))).toBeUndefined();
     const nested = valid();
-    nested.model = trapping(nested.model);
+    nested.model = spy.proxy(nested.model);
     expect(quickManifest(nested)).toBeUndefined();
     const files = valid();
-    files.files = trapping([]);
+    files.files = spy.proxy([]);
     expect(quickManifest(files)).toBeUndefined();
     const metrics = valid();
-    metrics.metrics = trapping({});
+    metrics.metrics = spy.proxy({});
     expect(quickManifest(metrics)).toBeUndefined();
-    expect(quickManifest(revoked.proxy)).toBeUndefined();
-    expect(calls).toBe(0);
+    expect(quickManifest(revoked)).toBeUndefined();
+    expect(spy.calls).toBe(0);
   });
 
   it('leaves to zod the cases where zod accepts but its copy differs, or it asks semver', () => {
@@ -896,7 +645,7 @@ describe('quickManifest against zod', () => {
       // zod reads the declared keys of any non-array object, inherited ones and getters included
       ['class instance', Object.assign(new (class Manifest {})(), m), true],
       ['inherited field', Object.setPrototypeOf(without(m, 'name'), { name: 'mlp' }), true],
-      ['non-enumerable field', Object.defineProperty({ ...m }, 'labels', { value: ['a'] }), true],
+      ['non-enumerable field', Object.defineProperty(without(m, 'labels'), 'labels', { value: ['a'] }), true],
       [
         'getter',
         Object.defineProperty({ ...m }, 'name', { enumerable: true, configurable: true, get: () => 'mlp' }),
