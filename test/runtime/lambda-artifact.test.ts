@@ -4,8 +4,8 @@
  * inference through the handler in a fresh `node` process, with the model in a real S3 API.
  */
 import { spawn } from 'node:child_process';
-import { cp, readdir, readFile, writeFile } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { cp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { basename, join, relative, sep } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Arch, type BuildResult, build, checkLimits, LAMBDA_LIMITS, MB } from '../../scripts/build.ts';
 import { tempDir } from '../helpers/packages.ts';
@@ -59,6 +59,9 @@ const modules = Object.keys(createRequire(import.meta.url).cache);
 const builtins = process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13));
 writeFileSync(outFile, JSON.stringify({ results, modules, builtins }));
 `;
+
+/** Inputs of the chunks the predictor loads only on demand: zod, semver and the schemas built on them. */
+const ON_DEMAND = /node_modules\/(zod|semver)\/|lib\/package\/manifest\.ts$|lib\/inference\/validate\.ts$/;
 
 /** Runs `node <args>` in `<root>/var/task` with only the environment Lambda would give it. */
 function runNode(
@@ -208,6 +211,47 @@ describe('the built Lambda artifact', () => {
     expect(report.modules.length).toBeGreaterThan(0);
     expect(report.modules.filter((m) => !m.startsWith(join(root, 'opt/nodejs/node_modules/')))).toEqual([]);
     expect(report.modules.some((m) => m.endsWith(`linux/${ARCH}/onnxruntime_binding.node`))).toBe(true);
+  });
+
+  it('reaches its first answers without the chunks of zod, semver and the two schemas (they load only on demand)', async () => {
+    // The same bundle with those chunks deleted: a cold start or a well-formed request that needed one would fail.
+    const lean = join(work.dir, 'lean-task');
+    await cp(built.predictor.dir, lean, { recursive: true });
+    const lazy = Object.entries(built.metafile.outputs)
+      .filter(([path, o]) => path.endsWith('.mjs') && Object.keys(o.inputs).some((i) => ON_DEMAND.test(i)))
+      .map(([path]) => basename(path));
+    expect(lazy.length).toBeGreaterThanOrEqual(2);
+    expect(lazy).not.toContain('index.mjs');
+    for (const chunk of lazy) await rm(join(lean, 'chunks', chunk));
+    const calls = [
+      {
+        kind: 'function-url',
+        name: 'ready',
+        event: lambdaEvent('function-url', { method: 'GET', path: '/v2/health/ready' }),
+      },
+      {
+        kind: 'function-url',
+        name: 'infer',
+        event: lambdaEvent('function-url', {
+          method: 'POST',
+          path: `/v2/models/${MODEL}/infer`,
+          body: INFER_REQUEST,
+        }),
+      },
+    ];
+    await writeFile(join(root, 'lean-events.json'), JSON.stringify(calls));
+    const out = join(root, 'lean-out.json');
+    const run = await runNode(
+      [join(root, 'driver.mjs'), lean, join(root, 'lean-events.json'), out],
+      lambdaProcessEnv({ ...lambdaEnv(s3), LAMBDA_TASK_ROOT: lean }),
+    );
+    expect(run.code, run.stderr).toBe(0);
+    const report = JSON.parse(await readFile(out, 'utf8')) as {
+      results: { name: string; result: { statusCode: number; body: string } }[];
+    };
+    expect(report.results.map((r) => r.result.statusCode)).toEqual([200, 200]);
+    const outputs = JSON.parse(report.results[1]?.result.body ?? '{}').outputs;
+    for (const [i, v] of EXPECTED.entries()) expect(outputs[0].data[i]).toBeCloseTo(v, 5);
   });
 
   it('finds onnxruntime-node through NODE_PATH only: without it the import fails and says which layer to attach', async () => {
