@@ -12,7 +12,11 @@
  * wrong (400 bad JSON or request, 404 unknown model, version or route, 405 wrong method, 413 body over the limit,
  * 415 not JSON), 503 while no model is in service, 500 only for our own faults (logged with their stack).
  */
-import { type Context, Hono } from 'hono';
+import type { Context } from 'hono';
+// hono's PatternRouter preset: its first match costs ~0.2 ms where the default router (RegExpRouter, which compiles
+// every route into one regular expression on the first request) costs ~2.4 ms of a Lambda cold start, and its
+// code is not bundled; each later match costs 0.15 µs instead of 0.07 µs.
+import { Hono } from 'hono/tiny';
 import { InferenceRequestError, NotFoundError } from '../errors.ts';
 import type { LoadedModel } from '../inference/model.ts';
 import { ModelUnavailableError } from '../inference/model-errors.ts';
