@@ -6,6 +6,7 @@
 import type { KeyObject } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
+import { nowMs } from '../clock.ts';
 import { InferenceRequestError, MaapError } from '../errors.ts';
 import type { Manifest } from '../package/manifest.ts';
 import { satisfiesLowerBound } from '../package/semver-lite.ts';
@@ -116,11 +117,11 @@ export function sessionOptions(options: LoadOptions = {}): ort.InferenceSession.
 
 /** Loads, checks, smoke-tests and warms up a model from a package file, package bytes or a registry reference. */
 export async function loadModel(source: ModelSource, options: LoadOptions = {}): Promise<LoadedModel> {
-  const start = performance.now();
+  const start = nowMs();
   const pkg = await readPackage(source, options.trustedKeys);
   const { manifest, id, signed } = pkg.verified;
   await checkRuntimeRequirements(manifest, options.runtimeVersion);
-  const verifyMs = performance.now() - start;
+  const verifyMs = nowMs() - start;
 
   let session: ort.InferenceSession;
   try {
@@ -131,7 +132,7 @@ export async function loadModel(source: ModelSource, options: LoadOptions = {}):
       { cause: err },
     );
   }
-  const sessionMs = performance.now() - start - verifyMs;
+  const sessionMs = nowMs() - start - verifyMs;
   const model = new OnnxModel(manifest, id, signed, session, options.limits ?? {});
   try {
     const tested = options.smokeTest === false ? 'skipped' : manifest.example ? 'passed' : 'none';
@@ -143,7 +144,7 @@ export async function loadModel(source: ModelSource, options: LoadOptions = {}):
       sessionMs,
       smokeTest: tested,
       warmUp: warm,
-      totalMs: performance.now() - start,
+      totalMs: nowMs() - start,
     };
     return model;
   } catch (err) {

@@ -5,6 +5,7 @@
  * drown in retries): the predictor starts anyway, answers readiness with 503 and the reason, and logs why.
  */
 import type { Logger } from '@aws-lambda-powertools/logger';
+import { nowMs } from '../../lib/clock.ts';
 import type { LoadedModel, LoadOptions } from '../../lib/inference/model.ts';
 import { ModelUnavailableError } from '../../lib/inference/model-errors.ts';
 import { handleLambdaEvent, type LambdaHttpResult } from '../../lib/serving/adapters/lambda.ts';
@@ -50,13 +51,13 @@ export async function createPredictor(options: PredictorOptions = {}): Promise<P
   const metrics = createRequestMetrics({ flush: 'manual', ...sink });
   const { logger } = requestLog;
   const slot = new ModelSlot();
-  const started = performance.now();
+  const started = nowMs();
   let init: InitOutcome;
   try {
     slot.setReason(`loading ${describe(env)}`);
     const model = await loadConfiguredModel(env, options.load, options.prefetch);
     await slot.swap(model);
-    init = { ready: true, model, ms: performance.now() - started };
+    init = { ready: true, model, ms: nowMs() - started };
     logger.info('model loaded', {
       model: model.name,
       model_version: model.version,
@@ -69,7 +70,7 @@ export async function createPredictor(options: PredictorOptions = {}): Promise<P
     options.prefetch?.discard();
     const reason = reasonOf(error, env);
     await slot.unload(reason);
-    init = { ready: false, reason, error, ms: performance.now() - started };
+    init = { ready: false, reason, error, ms: nowMs() - started };
     if (error instanceof ModelUnavailableError) logger.warn('no model loaded', { reason });
     else logger.error('no model loaded', { reason, error: error instanceof Error ? error : String(error) });
   }
