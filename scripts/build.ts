@@ -124,18 +124,15 @@ export async function bundlePredictor(outDir: string, write = true): Promise<Met
   });
   // `require` only where esbuild's require helper is (one shared chunk): every other file would pay for an
   // import.meta and a createRequire of its own on the cold start, for nothing.
-  const helpers = new Set(
-    result.outputFiles
-      .filter((f) => f.path.endsWith('.mjs') && REQUIRE_HELPER.test(f.text))
-      .map((f) => f.path),
-  );
-  if (helpers.size !== 1)
-    throw new Error(`expected esbuild's require helper in one chunk, found ${helpers.size}`);
+  const helpers = result.outputFiles.filter((f) => f.path.endsWith('.mjs') && REQUIRE_HELPER.test(f.text));
+  if (helpers.length !== 1)
+    throw new Error(`expected esbuild's require helper in one chunk, found ${helpers.length}`);
+  const helper = (helpers[0] as (typeof helpers)[number]).path;
   if (write) {
     for (const file of result.outputFiles) {
       let contents: string | Uint8Array = file.contents;
-      if (helpers.has(file.path)) contents = `${BANNER}\n${file.text}`;
-      else if (helpers.has(file.path.replace(/\.map$/, ''))) {
+      if (file.path === helper) contents = `${BANNER}\n${file.text}`;
+      else if (file.path === `${helper}.map`) {
         // The banner is one more line at the top of the chunk: its source map starts one line later.
         const map = JSON.parse(file.text) as { mappings: string };
         contents = JSON.stringify({ ...map, mappings: `;${map.mappings}` });

@@ -6,8 +6,8 @@ import { MaapError, PackageIntegrityError } from '../errors.ts';
 import { createAtomicFile } from './atomic-file.ts';
 import { SIGNATURE_PATH } from './manifest.ts';
 import { keyFingerprint, loadPrivateKey, signManifest } from './sign.ts';
-import { BLOCK, TarReader } from './tar-reader.ts';
-import { ustarHeader } from './tar-writer.ts';
+import { TarReader } from './tar-reader.ts';
+import { endOfArchive, ustarEntry } from './tar-writer.ts';
 import { verifyPackage } from './verify.ts';
 
 /**
@@ -58,11 +58,5 @@ async function bytesBeforeSignature(path: string): Promise<number> {
 
 /** The maap.sig entry (header, data, padding) and the end-of-archive marker, as maap pack writes them. */
 function signatureEntry(signature: Buffer, mtime: Date): Buffer {
-  const padding = Buffer.alloc((BLOCK - (signature.length % BLOCK)) % BLOCK);
-  return Buffer.concat([
-    ustarHeader(SIGNATURE_PATH, signature.length, mtime),
-    signature,
-    padding,
-    Buffer.alloc(2 * BLOCK),
-  ]);
+  return Buffer.concat([ustarEntry(SIGNATURE_PATH, signature, mtime), endOfArchive()]);
 }

@@ -30,6 +30,14 @@ export function ustarHeader(name: string, size: number, mtime: Date): Buffer {
 
 const padding = (size: number) => Buffer.alloc((BLOCK - (size % BLOCK)) % BLOCK);
 
+/** A whole entry for in-memory `data`: header, data, padding to the block size. */
+export function ustarEntry(name: string, data: Buffer, mtime: Date): Buffer {
+  return Buffer.concat([ustarHeader(name, data.length, mtime), data, padding(data.length)]);
+}
+
+/** The end-of-archive marker: two zero blocks. */
+export const endOfArchive = (): Buffer => Buffer.alloc(2 * BLOCK);
+
 export class TarWriter {
   constructor(
     private readonly out: WriteStream,
@@ -37,7 +45,7 @@ export class TarWriter {
   ) {}
 
   async addBuffer(name: string, data: Buffer): Promise<void> {
-    await this.write(Buffer.concat([ustarHeader(name, data.length, this.mtime), data, padding(data.length)]));
+    await this.write(ustarEntry(name, data, this.mtime));
   }
 
   /** Copies `size` bytes of the file at `path`; calls `progress` with each chunk's length. */
@@ -57,7 +65,7 @@ export class TarWriter {
   /** Writes the end-of-archive marker and ends the stream. */
   async finish(): Promise<void> {
     await new Promise<void>((ok, fail) =>
-      this.out.end(Buffer.alloc(2 * BLOCK), (err?: Error | null) => (err ? fail(err) : ok())),
+      this.out.end(endOfArchive(), (err?: Error | null) => (err ? fail(err) : ok())),
     );
   }
 

@@ -82,13 +82,16 @@ class Series {
 
   add(record: RequestRecord): void {
     this.latency.push(roundLatency(record.latencyMs));
-    this.clientErrors.push(record.status >= 400 && record.status < 500 ? 1 : 0);
-    this.serverErrors.push(record.status >= 500 ? 1 : 0);
+    this.clientErrors.push(clientError(record.status));
+    this.serverErrors.push(serverError(record.status));
     this.batchSizes.push(record.batchSize ?? Number.NaN);
   }
 }
 
 const roundLatency = (ms: number): number => Math.round(ms * 1000) / 1000;
+/** The ClientErrors and ServerErrors values of a request (1 or 0), from its status. */
+const clientError = (status: number): number => (status >= 400 && status < 500 ? 1 : 0);
+const serverError = (status: number): number => (status >= 500 ? 1 : 0);
 
 /**
  * Powertools' Metrics, whose next serialised document takes its metric values from `values` (set just before
@@ -117,8 +120,8 @@ export function createRequestMetrics(options: RequestMetricsOptions = {}): Power
   const output = options.sink ? undefined : options.output;
   const sample = (record: RequestRecord): Sample => ({
     latency: roundLatency(record.latencyMs),
-    clientError: record.status >= 400 && record.status < 500 ? 1 : 0,
-    serverError: record.status >= 500 ? 1 : 0,
+    clientError: clientError(record.status),
+    serverError: serverError(record.status),
     batchSize: record.batchSize,
   });
   const dimensions = (record: RequestRecord) => ({
