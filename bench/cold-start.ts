@@ -21,6 +21,7 @@ import { tempDir } from '../test/helpers/packages.ts';
 import { type S3rverHandle, start as startS3 } from '../test/helpers/s3rver.ts';
 import { lambdaEvent } from '../test/runtime/lambda-events.ts';
 import { EXPECTED, INFER_REQUEST, lambdaEnv, packMlp, s3Registry } from '../test/runtime/mlp-registry.ts';
+import { quantile } from './stats.ts';
 
 const GOAL = 1.3;
 const arg = (name: string): string | undefined => {
@@ -154,11 +155,6 @@ function timeProcess(
       resolve({ ms: answeredAt - t0, cpuMs, stdout });
     });
   });
-}
-
-function quantile(values: number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN;
 }
 
 async function main(): Promise<void> {

@@ -21,6 +21,7 @@ import { sessionOptions } from '../lib/inference/model.ts';
 import { encodeModel } from '../lib/onnx/builder.ts';
 import { packModel } from '../lib/package/pack.ts';
 import { mlpModel } from '../test/fixtures/models.ts';
+import { quantile } from './stats.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const arg = (name: string, fallback: number) => {
@@ -153,14 +154,6 @@ async function cpuMs(pid: number | undefined): Promise<number | undefined> {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
 }
-const median = (xs: readonly number[]): number => {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-};
-
 /** USER_HZ: 100 on every Linux build Node runs on. */
 const CLOCK_TICKS = 100;
 
@@ -252,7 +245,7 @@ async function main() {
         }
       }
       pairedRatios.push(
-        `${c.label}: ${paired.map((x) => `${x.toFixed(2)}x`).join(', ')} (median ${median(paired).toFixed(2)}x)`,
+        `${c.label}: ${paired.map((x) => `${x.toFixed(2)}x`).join(', ')} (median ${quantile(paired, 0.5).toFixed(2)}x)`,
       );
       for (const kind of ['bare', 'maap'] as const) {
         const r = best[kind];
