@@ -215,7 +215,9 @@ export function encodeOutput(name: string, tensor: ort.Tensor): ResponseTensor {
 
 function encodeData(info: DatatypeInfo, src: ort.Tensor.DataType): (number | string | boolean)[] {
   const n = src.length;
-  const out = new Array<number | string | boolean>(n);
+  // Filled in order from empty, the array stays packed: JSON.stringify then takes its fast path (a presized
+  // `new Array(n)` is holey and goes through the slow, element-by-element one).
+  const out: (number | string | boolean)[] = [];
   switch (info.kind) {
     case 'bytes':
       return (src as string[]).slice();
