@@ -11,6 +11,7 @@
  * Lambda cold start here, with tls, http2 and zlib in tow), and building them costs microseconds per request on
  * a server whose whole budget per request is tens of microseconds.
  */
+import { getPath } from 'hono/utils/url';
 import { PayloadTooLargeError } from '../errors.ts';
 
 /** What an adapter serves: hono's `app.fetch` signature. */
@@ -40,16 +41,36 @@ export function requestSource(env: unknown): RequestSource | undefined {
 }
 
 /**
- * What hono's dispatch reads of a request: its method and URL. `headers` builds a real `Headers` on first use, for
- * code that asks the request itself; the app reads headers and the body from the `RequestSource` instead.
+ * What hono's dispatch reads of a request: its method and where it goes. `target` is the request target (path and
+ * query, starting with `/`); `url` puts it under a fixed origin (only the path and query matter) and is built only
+ * when something asks for it: the app routes on `path` (see `appPath`). `headers` builds a real `Headers` on first
+ * use, for code that asks the request itself; the app reads headers and the body from the `RequestSource` instead.
  */
 export class LiteRequest {
   #headers: Headers | undefined;
   constructor(
     readonly method: string,
-    readonly url: string,
+    readonly target: string,
     private readonly source: RequestSource,
+    private readonly origin = 'http://localhost',
   ) {}
+
+  get url(): string {
+    return this.origin + this.target;
+  }
+
+  /**
+   * The path hono routes on: the target itself when it has no query, fragment or percent-escape (what clients
+   * send), otherwise what hono's own `getPath` makes of the URL (it decodes escapes).
+   */
+  get path(): string {
+    const target = this.target;
+    for (let i = 0; i < target.length; i++) {
+      const c = target.charCodeAt(i);
+      if (c === 37 || c === 63 || c === 35) return getPath(this.asRequest()); // % ? #
+    }
+    return target;
+  }
 
   get headers(): Headers {
     this.#headers ??= new Headers([...this.source.headerEntries()]);
@@ -60,6 +81,11 @@ export class LiteRequest {
   asRequest(): Request {
     return this as unknown as Request;
   }
+}
+
+/** The app's `getPath`: a `LiteRequest`'s path without building its URL; hono's own for any other request. */
+export function appPath(request: Request): string {
+  return request instanceof LiteRequest ? request.path : getPath(request);
 }
 
 /** An answer for an adapter: the status, the headers (lower-case names) and the body, already a string. */

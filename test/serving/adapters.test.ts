@@ -292,6 +292,8 @@ describe('the Node adapter', () => {
     ['absolute-form', 'http://localhost/v2/health/live'],
     ['dot segments', '/v2/models/../health/live'],
     ['an encoded dot segment', '/v2/models/%2e%2e/health/live'],
+    ['a query string', '/v2/health/live?verbose=1&x=%2F'],
+    ['percent-escapes', '/v2/health/%6Cive'],
   ])('routes a request target in %s on its normalised path', async (_what, target) => {
     const status = await new Promise<string>((resolve, reject) => {
       const socket = connect(running.port, '127.0.0.1', () => {

@@ -106,7 +106,11 @@ function eventRequest(
     if (e.cookies?.length) headers.cookie = e.cookies.join('; ');
     const source = new EventRequestSource(headers, e.body, e.isBase64Encoded === true);
     const query = e.rawQueryString ? `?${e.rawQueryString}` : '';
-    return { lite: new LiteRequest(method, urlOf(e.rawPath, query), source), source, multiValue: false };
+    return {
+      lite: new LiteRequest(method, targetOf(e.rawPath, query), source, ORIGIN),
+      source,
+      multiValue: false,
+    };
   }
   if (typeof event.httpMethod === 'string' && typeof event.path === 'string') {
     const e = event as unknown as HttpEventV1;
@@ -118,7 +122,7 @@ function eventRequest(
     }
     const source = new EventRequestSource(headers, e.body, e.isBase64Encoded === true);
     return {
-      lite: new LiteRequest(e.httpMethod, urlOf(e.path, queryV1(e)), source),
+      lite: new LiteRequest(e.httpMethod, targetOf(e.path, queryV1(e)), source, ORIGIN),
       source,
       multiValue: isObject(e.multiValueHeaders),
     };
@@ -136,9 +140,12 @@ function lowerCased(
   return out;
 }
 
-/** The URL hono routes on: the path and query under a fixed origin (the Host header plays no part in routing). */
-function urlOf(path: string, query: string): string {
-  return `https://localhost${path.startsWith('/') ? path : `/${path}`}${query}`;
+/** The origin of a request's URL: fixed, the Host header plays no part in routing. */
+const ORIGIN = 'https://localhost';
+
+/** The request target hono routes on: the path (made absolute) and the query. */
+function targetOf(path: string, query: string): string {
+  return `${path.startsWith('/') ? path : `/${path}`}${query}`;
 }
 
 function queryV1(e: HttpEventV1): string {

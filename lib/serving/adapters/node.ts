@@ -32,7 +32,7 @@ export function nodeListener(app: FetchHandler): (req: IncomingMessage, res: Ser
     const source = new NodeRequestSource(req);
     let answer: Response | Promise<Response>;
     try {
-      answer = fetch(new LiteRequest(req.method ?? 'GET', urlOf(req), source).asRequest(), source);
+      answer = fetch(new LiteRequest(req.method ?? 'GET', targetOf(req), source).asRequest(), source);
     } catch (err) {
       fail(res, err);
       return;
@@ -58,18 +58,18 @@ export function nodeListener(app: FetchHandler): (req: IncomingMessage, res: Ser
 const UNUSUAL_TARGET = /^[^/]|\/\.|\\|%2e/i;
 
 /**
- * The URL hono routes on: the request target under a fixed origin (only its path and query matter). An origin-form
- * target (`/v2/...`) is used as it is; anything else (`http://host/v2/...`, `/a/../v2`) goes through the URL
- * parser first, as a fetch Request would have it.
+ * The request target hono routes on (only its path and query matter). An origin-form target (`/v2/...`) is used as
+ * it is; anything else (`http://host/v2/...`, `/a/../v2`) goes through the URL parser first, as a fetch Request
+ * would have it.
  */
-function urlOf(req: IncomingMessage): string {
+function targetOf(req: IncomingMessage): string {
   const target = req.url ?? '/';
-  if (!UNUSUAL_TARGET.test(target)) return `http://localhost${target}`;
+  if (!UNUSUAL_TARGET.test(target)) return target;
   try {
     const url = new URL(target, 'http://localhost');
-    return `http://localhost${url.pathname}${url.search}`;
+    return `${url.pathname}${url.search}`;
   } catch {
-    return 'http://localhost/'; // no route: a 404
+    return '/'; // no route: a 404
   }
 }
 
