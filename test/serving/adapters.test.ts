@@ -307,6 +307,33 @@ describe('the Node adapter', () => {
     expect(status).toBe('HTTP/1.1 200 OK');
   });
 
+  it('reads request headers whatever their case, joining repeated ones as Headers#get does', async () => {
+    const raw = async (headers: string): Promise<string> =>
+      new Promise<string>((resolve, reject) => {
+        const body = JSON.stringify(INFER_REQUEST);
+        const socket = connect(running.port, '127.0.0.1', () => {
+          socket.end(
+            `POST ${INFER} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n${headers}` +
+              `CONTENT-LENGTH: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+          );
+        });
+        let text = '';
+        socket.on('data', (d) => (text += d));
+        socket.on('end', () => resolve(text));
+        socket.on('error', reject);
+      });
+    const upper = await raw('Content-TYPE: application/json\r\nX-REQUEST-ID: trace-42\r\n');
+    expect(upper).toMatch(/^HTTP\/1\.1 200 /);
+    expect(upper).toMatch(/\r\nx-request-id: trace-42\r\n/i);
+    // Two ids join into "a, b", which is not a sane id: the answer carries a fresh UUID instead.
+    const twice = await raw('Content-Type: application/json\r\nX-Request-Id: a\r\nx-request-id: b\r\n');
+    expect(twice).toMatch(/^HTTP\/1\.1 200 /);
+    expect(twice).toMatch(/\r\nx-request-id: [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\r\n/i);
+    // Two content types join into one that is not JSON: 415.
+    const types = await raw('Content-Type: application/json\r\nContent-Type: text/plain\r\n');
+    expect(types).toMatch(/^HTTP\/1\.1 415 /);
+  });
+
   it('answers 500 when the app throws past its own error handling, and serves on', async () => {
     const broken = await startServer({
       app: {
