@@ -6,9 +6,11 @@
  * Runs alternate; prints median and p90 of wall time (and of the process's CPU time up to the answer, which
  * other load on the machine disturbs less) and the ratios. Goal: the Lambda bundle at most 1.3x the bare script.
  *
- *   npm run bench:cold-start [-- --runs 10] [-- --mb 50] [-- --no-build]
+ *   npm run bench:cold-start [-- --runs 10] [-- --mb 50] [-- --no-build] [-- --instructions]
  *
  * `--mb N` serves a Gather model of about N MB instead of the tiny MLP, where loading the weights dominates.
+ * `--instructions` runs each side once more under valgrind's callgrind and prints the instructions each executed
+ * to its answer and their ratio: the same from run to run, whatever else the machine does (see instructions.ts).
  */
 import { spawn } from 'node:child_process';
 import { cp, writeFile } from 'node:fs/promises';
@@ -21,6 +23,7 @@ import { tempDir } from '../test/helpers/packages.ts';
 import { type S3rverHandle, start as startS3 } from '../test/helpers/s3rver.ts';
 import { lambdaEvent } from '../test/runtime/lambda-events.ts';
 import { EXPECTED, INFER_REQUEST, lambdaEnv, packMlp, s3Registry } from '../test/runtime/mlp-registry.ts';
+import { callgrindAvailable, callgrindCommand, totalInstructions } from './instructions.ts';
 import { quantile } from './stats.ts';
 
 const GOAL = 1.3;
@@ -31,7 +34,10 @@ const arg = (name: string): string | undefined => {
 const RUNS = Math.min(100, Math.max(1, Number(arg('--runs') ?? 10)));
 const MODEL_MB = Number(arg('--mb') ?? 0);
 const REBUILD = !process.argv.includes('--no-build');
+const INSTRUCTIONS = process.argv.includes('--instructions');
 const TIMEOUT_MS = 120_000;
+/** Under valgrind a process runs ~50x slower. */
+const VALGRIND_TIMEOUT_MS = 1_200_000;
 
 /** Imports the handler, invokes it once, hands the first output's data and the CPU time to the parent on fd 3. */
 const LAMBDA_DRIVER = `
@@ -120,16 +126,23 @@ interface Sample {
   stdout: string;
 }
 
-/** Spawns `node script`: ms from spawn to the answer on fd 3, the child's CPU time then; checks the answer. */
+/**
+ * Spawns `node script` (under callgrind when `callgrind` names its output files): ms from spawn to the answer on
+ * fd 3, the child's CPU time then; checks the answer.
+ */
 function timeProcess(
   script: string,
   cwd: string,
   env: Record<string, string>,
   expected: number[],
+  callgrind?: { outFile: string; logFile: string },
 ): Promise<Sample> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, [script], { cwd, env, stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+    const { command, args } = callgrind
+      ? callgrindCommand(process.execPath, [script], callgrind)
+      : { command: process.execPath, args: [script] };
+    const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
     let answer = '';
     let answeredAt = 0;
     let stdout = '';
@@ -140,7 +153,7 @@ function timeProcess(
       answeredAt ||= performance.now();
       answer += d;
     });
-    const timer = setTimeout(() => child.kill('SIGKILL'), TIMEOUT_MS);
+    const timer = setTimeout(() => child.kill('SIGKILL'), callgrind ? VALGRIND_TIMEOUT_MS : TIMEOUT_MS);
     child.once('error', reject);
     child.once('close', (code) => {
       clearTimeout(timer);
@@ -229,6 +242,32 @@ async function main(): Promise<void> {
     console.log(
       `ratio wall: median ${median.toFixed(2)}x, p90 ${ratio(ms(lambda), ms(bare), 0.9)}x; ratio CPU: median ${ratio(cpu(lambda), cpu(bare), 0.5)}x   goal <= ${GOAL}x: ${median <= GOAL ? 'met' : 'NOT met'}`,
     );
+    if (INSTRUCTIONS) {
+      if (!callgrindAvailable()) {
+        console.log('instructions: valgrind (callgrind) is not installed: apt-get install valgrind');
+        return;
+      }
+      // Whole processes, start to exit (the answer is their last work), every thread.
+      const counted = async (name: string, sample: () => Promise<Sample>) => {
+        await sample();
+        return totalInstructions(join(work.dir, `${name}.callgrind`));
+      };
+      const files = (name: string) => ({
+        outFile: join(work.dir, `${name}.callgrind`),
+        logFile: join(work.dir, `${name}.valgrind.log`),
+      });
+      const lambdaCount = await counted('lambda', () =>
+        timeProcess(join(root, 'lambda-driver.mjs'), task, lambdaProcessEnv, model.expected, files('lambda')),
+      );
+      const bareCount = await counted('bare', () =>
+        timeProcess(join(root, 'bare.mjs'), task, bareEnv, model.expected, files('bare')),
+      );
+      const mega = (n: number) => `${(n / 1e6).toFixed(1)} M`;
+      console.log(
+        `instructions (callgrind, whole process, every thread): Lambda bundle ${mega(lambdaCount)}, bare script ${mega(bareCount)}; ratio ${(lambdaCount / bareCount).toFixed(2)}x` +
+          '\n  (user-space instructions only: no kernel time, no waiting, no cache misses; a floor under the time ratio)',
+      );
+    }
   } finally {
     await s3.stop();
     await work.cleanup();

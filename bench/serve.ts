@@ -8,7 +8,10 @@
  * (maap measured right after bare) is printed too. Besides requests/s and
  * latency, each server's CPU time per request is read from /proc (Linux): the cost the ratio comes from.
  *
- *   npm run bench:serve [-- --seconds 10 --connections 8 --rounds 3 --model small|heavy --verbose]
+ * `--instructions` measures instead, once per server under valgrind's callgrind, the instructions each executes
+ * per request once warmed up: the same from run to run, whatever else the machine is doing (see instructions.ts).
+ *
+ *   npm run bench:serve [-- --seconds 10 --connections 8 --rounds 3 --model small|heavy --verbose --instructions]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -21,6 +24,13 @@ import { sessionOptions } from '../lib/inference/model.ts';
 import { encodeModel } from '../lib/onnx/builder.ts';
 import { packModel } from '../lib/package/pack.ts';
 import { mlpModel } from '../test/fixtures/models.ts';
+import {
+  callgrindAvailable,
+  callgrindCommand,
+  countFrom,
+  dumpCounts,
+  totalInstructions,
+} from './instructions.ts';
 import { quantile } from './stats.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -33,6 +43,7 @@ const connections = arg('connections', 8);
 const rounds = arg('rounds', 3);
 const only = process.argv.includes('--model') ? process.argv[process.argv.indexOf('--model') + 1] : undefined;
 const verbose = process.argv.includes('--verbose');
+const instructions = process.argv.includes('--instructions');
 
 /**
  * A perceptron [batch, 256] → 2048 → 2048 → 2048 → 16 (~8.9 M weights, ~140 MFLOP per batch of 8): more than
@@ -110,10 +121,20 @@ async function prepare(
  * a file, as a log shipper would take it, rather than through this process: here it would compete with the load
  * generator for the same core.
  */
-async function startChild(args: string[], stdoutFile: string): Promise<{ child: ChildProcess; url: string }> {
+async function startChild(
+  args: string[],
+  stdoutFile: string,
+  callgrind?: { outFile: string; logFile: string },
+): Promise<{ child: ChildProcess; url: string }> {
   const out = await open(stdoutFile, 'w');
   // `node --import tsx`, not the tsx CLI (which runs the script in a grandchild): the server is this child.
-  const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
+  const node = { command: process.execPath, args: ['--import', 'tsx', ...args] };
+  // Under callgrind, nothing is counted until countFrom(): start-up and warm-up stay out.
+  const { command, args: argv } = callgrind
+    ? callgrindCommand(node.command, node.args, callgrind, false)
+    : node;
+  const startTimeoutMs = callgrind ? 300_000 : 30_000;
+  const child = spawn(command, argv, {
     env: process.env,
     stdio: ['ignore', out.fd, 'inherit'],
   });
@@ -127,7 +148,7 @@ async function startChild(args: string[], stdoutFile: string): Promise<{ child: 
         clearInterval(poll);
         child.removeAllListeners('exit');
         resolve({ child, url });
-      } else if (Date.now() - started > 30_000) {
+      } else if (Date.now() - started > startTimeoutMs) {
         clearInterval(poll);
         reject(new Error(`server did not start: ${text}`));
       }
@@ -194,6 +215,85 @@ interface Figures {
   logBytes: number;
 }
 
+/** The command line of each server for case `c`, and the URL path its inference requests go to. */
+function servers(c: Case): { kind: 'bare' | 'maap'; args: string[]; path: (label: string) => string }[] {
+  return [
+    { kind: 'bare', args: [join(root, 'bench/bare-server.ts'), c.onnx, c.input, '1'], path: () => '/infer' },
+    {
+      kind: 'maap',
+      args: [join(root, 'bin/maap.ts'), 'serve', c.pkg, '--port', '0', '--threads', '1'],
+      path: (label) => `/v2/models/${label}/infer`,
+    },
+  ];
+}
+
+/**
+ * Instructions per request of each server, under callgrind: `warm` requests (uncounted) let V8 optimise, then
+ * `counted` requests are counted. Requests by number, not by time: under valgrind a server runs ~50x slower.
+ */
+async function measureInstructions(dir: string, cases: Case[]): Promise<void> {
+  if (!callgrindAvailable()) {
+    console.log('--instructions: valgrind (callgrind) is not installed: apt-get install valgrind');
+    return;
+  }
+  console.log(`callgrind: ${connections} connections, requests counted after a warm-up, each server once\n`);
+  console.log(
+    `${'model'.padEnd(8)}${'server'.padStart(8)}${'warm-up'.padStart(9)}${'counted'.padStart(9)}${'instructions/req'.padStart(18)}${'ratio'.padStart(8)}`,
+  );
+  for (const c of cases) {
+    if (c.runMs > 0.5) {
+      // Its matrix products (AVX at full speed) run hundreds of times slower under valgrind: a warmed-up count
+      // would take the better part of an hour.
+      console.log(`${c.label.padEnd(8)}  skipped: its runs are too slow under valgrind`);
+      continue;
+    }
+    const [warm, counted] = [8000, 3000];
+    const perRequest: Record<string, number> = {};
+    for (const server of servers(c)) {
+      const files = {
+        outFile: join(dir, `${c.label}-${server.kind}.callgrind`),
+        logFile: join(dir, `${c.label}-${server.kind}.valgrind.log`),
+      };
+      const logFile = join(dir, `${c.label}-${server.kind}-callgrind.log`);
+      const { child, url } = await startChild(server.args, logFile, files);
+      const pid = child.pid as number;
+      try {
+        const opts = {
+          url: `${url}${server.path(c.label)}`,
+          method: 'POST' as const,
+          body: c.body,
+          headers: { 'content-type': 'application/json' },
+          connections,
+          timeout: 60,
+        };
+        // Twice: when the first run's connections close and new ones open, V8 deoptimises and recompiles parts of
+        // Node's http and stream code; the second run lets that settle before anything is counted.
+        await autocannon({ ...opts, amount: warm / 2 });
+        const warmUp = await autocannon({ ...opts, amount: warm / 2 });
+        await countFrom(pid);
+        const result = await autocannon({ ...opts, amount: counted });
+        await dumpCounts(pid);
+        if (warmUp.non2xx + result.non2xx + warmUp.errors + result.errors > 0)
+          throw new Error(`${server.kind}: ${result.non2xx} non-2xx, ${result.errors} errors`);
+        const total = await totalInstructions(`${files.outFile}.1`);
+        perRequest[server.kind] = total / result.requests.total;
+      } finally {
+        await stopChild(child);
+      }
+      const n = perRequest[server.kind] as number;
+      const ratio = server.kind === 'maap' ? `${((perRequest.bare as number) / n).toFixed(2)}x` : '1.00x';
+      console.log(
+        `${c.label.padEnd(8)}${server.kind.padStart(8)}${String(warm).padStart(9)}${String(counted).padStart(9)}${Math.round(n).toLocaleString('en-US').padStart(18)}${ratio.padStart(8)}`,
+      );
+    }
+  }
+  console.log(
+    '\nratio: bare instructions per request / maap instructions per request (user-space, every thread: no kernel' +
+      "\ntime, no cache misses; at ~50x slower, maap's clock-driven work (metrics published every second, one" +
+      '\ntimestamp per millisecond) falls on fewer requests than at full speed and counts against it).',
+  );
+}
+
 async function main() {
   const dir = await mkdtemp(join(tmpdir(), 'maap-bench-serve-'));
   try {
@@ -202,6 +302,10 @@ async function main() {
       cases.push(await prepare(dir, 'small', mlpModel().bytes, 'x', 4, 4));
     if (only === undefined || only === 'heavy')
       cases.push(await prepare(dir, 'heavy', heavyModel(), 'x', 8, 256));
+    if (instructions) {
+      await measureInstructions(dir, cases);
+      return;
+    }
     const pairedRatios: string[] = [];
     console.log(
       `autocannon: ${connections} connections, ${seconds} s per run (after 2 s warm-up), ${rounds} rounds alternating\n`,
@@ -218,16 +322,11 @@ async function main() {
         let bareRps = 0;
         for (const kind of ['bare', 'maap'] as const) {
           const logFile = join(dir, `${c.label}-${kind}-${round}.log`);
-          const { child, url } =
-            kind === 'maap'
-              ? await startChild(
-                  [join(root, 'bin/maap.ts'), 'serve', c.pkg, '--port', '0', '--threads', '1'],
-                  logFile,
-                )
-              : await startChild([join(root, 'bench/bare-server.ts'), c.onnx, c.input, '1'], logFile);
+          const server = servers(c).find((s) => s.kind === kind) as ReturnType<typeof servers>[number];
+          const { child, url } = await startChild(server.args, logFile);
           let r: Awaited<ReturnType<typeof load>> | undefined;
           try {
-            const target = kind === 'maap' ? `${url}/v2/models/${c.label}/infer` : `${url}/infer`;
+            const target = `${url}${server.path(c.label)}`;
             r = await load(target, c.body, child.pid);
           } finally {
             await stopChild(child);

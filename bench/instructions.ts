@@ -1,0 +1,64 @@
+/**
+ * Instruction counts from valgrind's callgrind, for the benchmarks' `--instructions` mode: the user-space
+ * instructions a process (every thread of it) executes, which come out the same from run to run whatever else the
+ * machine is doing, where wall and CPU times on a shared machine swing by ±30%. What they leave out: kernel time
+ * (system calls, page faults), waiting, and how fast the instructions run (cache misses, branch mispredictions),
+ * so a ratio of instructions is a floor under the ratio of times, not a replacement for it.
+ *
+ * Under valgrind a process runs ~50x slower. Work driven by the clock (maap serve's metrics, published every
+ * second; the log line's timestamp, formatted once per millisecond) then happens ~50x more often per request than
+ * at full speed, which counts against maap.
+ */
+import { execFile, spawnSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+/** Whether valgrind (with callgrind_control) is installed. */
+export function callgrindAvailable(): boolean {
+  const probe = (cmd: string) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0;
+  return probe('valgrind') && probe('callgrind_control');
+}
+
+/**
+ * The command line that runs `command args` under callgrind, its counts written to `outFile` (and `outFile.1`,
+ * `.2`, ... for each dump asked for), valgrind's own messages to `logFile`. With `collect: false` nothing is counted
+ * until `countFrom` switches counting on (a server's start-up and warm-up stay out).
+ */
+export function callgrindCommand(
+  command: string,
+  args: readonly string[],
+  files: { readonly outFile: string; readonly logFile: string },
+  collect = true,
+): { command: string; args: string[] } {
+  return {
+    command: 'valgrind',
+    args: [
+      '--tool=callgrind',
+      `--callgrind-out-file=${files.outFile}`,
+      `--log-file=${files.logFile}`,
+      ...(collect ? [] : ['--instr-atstart=no']),
+      command,
+      ...args,
+    ],
+  };
+}
+
+/** Switches counting on in the process `pid` running under callgrind (counts start from zero). */
+export async function countFrom(pid: number): Promise<void> {
+  await run('callgrind_control', ['--instr=on', String(pid)]);
+}
+
+/** Writes the counts so far of process `pid` to its next dump file (`outFile.<n>`) and resets them. */
+export async function dumpCounts(pid: number): Promise<void> {
+  await run('callgrind_control', ['--dump', String(pid)]);
+}
+
+/** The total instructions in a callgrind output file (its `totals:` line). */
+export async function totalInstructions(file: string): Promise<number> {
+  const text = await readFile(file, 'utf8');
+  const line = /^totals:\s+(\d+)/m.exec(text);
+  if (!line) throw new Error(`${file} has no totals line: not a callgrind output file?`);
+  return Number(line[1]);
+}
