@@ -328,7 +328,9 @@ describe('the Node adapter', () => {
     // Two ids join into "a, b", which is not a sane id: the answer carries a fresh UUID instead.
     const twice = await raw('Content-Type: application/json\r\nX-Request-Id: a\r\nx-request-id: b\r\n');
     expect(twice).toMatch(/^HTTP\/1\.1 200 /);
-    expect(twice).toMatch(/\r\nx-request-id: [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\r\n/i);
+    expect(twice).toMatch(
+      /\r\nx-request-id: [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\r\n/i,
+    );
     // Two content types join into one that is not JSON: 415.
     const types = await raw('Content-Type: application/json\r\nContent-Type: text/plain\r\n');
     expect(types).toMatch(/^HTTP\/1\.1 415 /);
