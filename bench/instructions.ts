@@ -5,9 +5,9 @@
  * (system calls, page faults), waiting, and how fast the instructions run (cache misses, branch mispredictions),
  * so a ratio of instructions is a floor under the ratio of times, not a replacement for it.
  *
- * Under valgrind a process runs ~50x slower. Work driven by the clock (maap serve's metrics, published every
- * second; the log line's timestamp, formatted once per millisecond) then happens ~50x more often per request than
- * at full speed, which counts against maap.
+ * Under valgrind a process runs ~50x slower. Work driven by the clock (the request log's timestamp, formatted once
+ * per millisecond; its buffered lines, written out every 50 ms) then falls on fewer requests than at full speed,
+ * which counts against maap (its metrics are not affected: one EMF document per 100 requests either way).
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';

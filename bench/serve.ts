@@ -289,8 +289,8 @@ async function measureInstructions(dir: string, cases: Case[]): Promise<void> {
   }
   console.log(
     '\nratio: bare instructions per request / maap instructions per request (user-space, every thread: no kernel' +
-      "\ntime, no cache misses; at ~50x slower, maap's clock-driven work (metrics published every second, one" +
-      '\ntimestamp per millisecond) falls on fewer requests than at full speed and counts against it).',
+      '\ntime, no cache misses). At ~50x slower, what maap does by the clock (a log timestamp per millisecond, the' +
+      '\nlog written out every 50 ms) falls on fewer requests than at full speed and counts against it.',
   );
 }
 
