@@ -3,19 +3,23 @@
  *
  * PatternRouter is cheap to start (its first match costs ~0.2 ms, where the default router compiles every route
  * into one expression on the first request: ~2.4 ms of a Lambda cold start), but each match runs the regular
- * expression of every route (the app has 11, all `ALL`, each with named groups): ~2,100 instructions a request on
- * the Node server, measured with callgrind. Traffic goes to a handful of paths (the model's infer path, the health
- * checks), so the answer for a path is kept and reused: a match is then two map lookups.
+ * expression of every route (the app has 10, all `ALL`): ~2,100 instructions a request on the Node server,
+ * measured with callgrind. Traffic goes to a handful of paths (the model's infer path, the health checks), so the
+ * answer for a path is kept and reused: a match is then two map lookups.
  *
  * hono only reads a match result (the handlers and the route parameters), so one result can serve every request
- * on its path. Paths are the caller's: at most `capacity` answers are kept, and the whole memory is dropped when
- * it is full (a caller sending endless distinct paths gets PatternRouter's own cost, never unbounded memory).
+ * on its path. Paths are the caller's, so what is kept is bounded: only paths up to `MEMO_PATH_LENGTH` characters
+ * (longer ones, which no client of the protocol sends, are matched every time), at most `capacity` of them, and
+ * the whole memory is dropped when it is full: at most ~0.5 MB of paths, and a caller sending endless distinct
+ * paths gets PatternRouter's own cost.
  */
 import type { Result, Router } from 'hono/router';
 import { PatternRouter } from 'hono/router/pattern-router';
 
 /** How many (method, path) answers are kept at most. */
 export const ROUTE_MEMORY = 1024;
+/** The longest path whose answer is kept. */
+export const MEMO_PATH_LENGTH = 256;
 
 export class MemoRouter<T> implements Router<T> {
   readonly name = 'MemoRouter';
@@ -36,6 +40,7 @@ export class MemoRouter<T> implements Router<T> {
     const known = byPath?.get(path);
     if (known !== undefined) return known;
     const answer = this.#router.match(method, path);
+    if (path.length > MEMO_PATH_LENGTH) return answer;
     if (this.#size >= this.capacity) {
       this.#forget();
       byPath = undefined;

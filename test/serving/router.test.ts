@@ -5,7 +5,7 @@
  */
 import { PatternRouter } from 'hono/router/pattern-router';
 import { describe, expect, it } from 'vitest';
-import { MemoRouter } from '../../lib/serving/router.ts';
+import { MEMO_PATH_LENGTH, MemoRouter } from '../../lib/serving/router.ts';
 
 const ROUTES: [string, string][] = [
   ['ALL', '/v2/health/live'],
@@ -40,7 +40,7 @@ const PATHS = [
 ];
 
 describe('MemoRouter', () => {
-  it.each(['GET', 'POST', 'HEAD'])('answers %s requests exactly as PatternRouter does', (method) => {
+  it.each(['GET', 'POST', 'PUT'])('answers %s requests exactly as PatternRouter does', (method) => {
     const { memo, plain } = both();
     for (const path of PATHS) {
       expect(memo.match(method, path), `${method} ${path}`).toEqual(plain.match(method, path));
@@ -66,6 +66,17 @@ describe('MemoRouter', () => {
       expect(memo.size).toBeLessThanOrEqual(8);
     }
     expect(memo.match('POST', '/v2/models/m49/infer')).toEqual(plain.match('POST', '/v2/models/m49/infer'));
+  });
+
+  it('does not keep the answer for a path longer than MEMO_PATH_LENGTH, and still answers it right', () => {
+    const { memo, plain } = both();
+    const long = `/v2/models/${'m'.repeat(MEMO_PATH_LENGTH)}/infer`;
+    expect(memo.match('POST', long)).toEqual(plain.match('POST', long));
+    expect(memo.size).toBe(0);
+    const edge = `/v2/models/${'m'.repeat(MEMO_PATH_LENGTH - '/v2/models//infer'.length)}/infer`;
+    expect(edge.length).toBe(MEMO_PATH_LENGTH);
+    memo.match('POST', edge);
+    expect(memo.size).toBe(1);
   });
 
   it('forgets what it knew when a route is added', () => {
