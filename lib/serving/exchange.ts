@@ -3,7 +3,7 @@
  *
  * The app is a hono app: `app.fetch(request, env)`. Run on an edge runtime (or through `app.request` in a test),
  * it gets a real `Request` and answers real `Response`s. The Node server and the Lambda handler instead pass a
- * `LiteRequest` (just the method and URL hono routes on) and, as hono's `env`, a `RequestSource` the app reads
+ * `LiteRequest` (just the method and the request target hono routes on) and, as hono's `env`, a `RequestSource` the app reads
  * headers and the body from; the app then answers `PlainResponse`s (status, header record, string body), which
  * the adapter writes out as they are. The answers are the same; only their envelope differs.
  *
@@ -53,7 +53,10 @@ export class LiteRequest {
     readonly target: string,
     private readonly source: RequestSource,
     private readonly origin = 'http://localhost',
-  ) {}
+  ) {
+    if (target.charCodeAt(0) !== 47)
+      throw new TypeError(`a request target starts with "/": got ${target.slice(0, 40)}`);
+  }
 
   get url(): string {
     return this.origin + this.target;

@@ -156,6 +156,20 @@ describe('the Lambda adapter', () => {
     }
   });
 
+  it('routes on the decoded path: percent-escapes in rawPath and a v1 path without its leading slash', async () => {
+    const v2 = lambdaEvent('function-url', { method: 'GET', path: '/v2/models/ml%70' });
+    const v1 = lambdaEvent('rest-api-v1', { method: 'GET', path: '/v2/models/mlp' });
+    (v1 as { path: string }).path = 'v2/models/mlp';
+    for (const event of [v2, v1]) {
+      const result = await invoke(event);
+      expect(result.statusCode).toBe(200);
+      expect(JSON.parse(result.body)).toMatchObject({ name: 'mlp' });
+    }
+    const slashed = await invoke(lambdaEvent('function-url', { method: 'GET', path: '/v2/models/a%2Fb' }));
+    expect(slashed.statusCode).toBe(404);
+    expect(JSON.parse(slashed.body).error).toContain('unknown model "a/b"');
+  });
+
   it('turns a fault past the app (its fetch throws) into a 500 result, and serves on', async () => {
     const broken = {
       fetch: () => {
@@ -294,6 +308,7 @@ describe('the Node adapter', () => {
     ['an encoded dot segment', '/v2/models/%2e%2e/health/live'],
     ['a query string', '/v2/health/live?verbose=1&x=%2F'],
     ['percent-escapes', '/v2/health/%6Cive'],
+    ['a fragment', '/v2/health/live#fragment'],
   ])('routes a request target in %s on its normalised path', async (_what, target) => {
     const status = await new Promise<string>((resolve, reject) => {
       const socket = connect(running.port, '127.0.0.1', () => {
