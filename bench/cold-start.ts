@@ -247,7 +247,8 @@ async function main(): Promise<void> {
         console.log('instructions: valgrind (callgrind) is not installed: apt-get install valgrind');
         return;
       }
-      // Whole processes, start to exit (the answer is their last work), every thread.
+      // Whole processes, start to exit, every thread: the Lambda driver's count also holds what runs after the
+      // answer (the bundle's exit hooks writing out telemetry), a little against it.
       const counted = async (name: string, sample: () => Promise<Sample>) => {
         await sample();
         return totalInstructions(join(work.dir, `${name}.callgrind`));

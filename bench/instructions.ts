@@ -14,6 +14,8 @@ import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
+/** callgrind_control waits for the process to take the command: bounded, in case it never does. */
+const CONTROL_TIMEOUT_MS = 60_000;
 
 /** Whether valgrind (with callgrind_control) is installed. */
 export function callgrindAvailable(): boolean {
@@ -47,12 +49,12 @@ export function callgrindCommand(
 
 /** Switches counting on in the process `pid` running under callgrind (counts start from zero). */
 export async function countFrom(pid: number): Promise<void> {
-  await run('callgrind_control', ['--instr=on', String(pid)]);
+  await run('callgrind_control', ['--instr=on', String(pid)], { timeout: CONTROL_TIMEOUT_MS });
 }
 
 /** Writes the counts so far of process `pid` to its next dump file (`outFile.<n>`) and resets them. */
 export async function dumpCounts(pid: number): Promise<void> {
-  await run('callgrind_control', ['--dump', String(pid)]);
+  await run('callgrind_control', ['--dump', String(pid)], { timeout: CONTROL_TIMEOUT_MS });
 }
 
 /** The total instructions in a callgrind output file (its `totals:` line). */

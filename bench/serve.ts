@@ -150,6 +150,8 @@ async function startChild(
         resolve({ child, url });
       } else if (Date.now() - started > startTimeoutMs) {
         clearInterval(poll);
+        child.removeAllListeners('exit');
+        child.kill('SIGKILL');
         reject(new Error(`server did not start: ${text}`));
       }
     }, 50);
@@ -160,11 +162,15 @@ async function startChild(
   });
 }
 
+/** SIGTERM (maap shuts down gracefully), then SIGKILL if the process is still there a minute later. */
 async function stopChild(child: ChildProcess): Promise<void> {
   child.removeAllListeners('exit');
+  if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
   await exited;
+  clearTimeout(timer);
 }
 
 /** CPU time (user + system, ms) the process has used so far, from /proc; undefined off Linux. */
@@ -268,13 +274,20 @@ async function measureInstructions(dir: string, cases: Case[]): Promise<void> {
         };
         // Twice: when the first run's connections close and new ones open, V8 deoptimises and recompiles parts of
         // Node's http and stream code; the second run lets that settle before anything is counted.
-        await autocannon({ ...opts, amount: warm / 2 });
-        const warmUp = await autocannon({ ...opts, amount: warm / 2 });
+        const runs = [
+          await autocannon({ ...opts, amount: warm / 2 }),
+          await autocannon({ ...opts, amount: warm / 2 }),
+        ];
         await countFrom(pid);
         const result = await autocannon({ ...opts, amount: counted });
         await dumpCounts(pid);
-        if (warmUp.non2xx + result.non2xx + warmUp.errors + result.errors > 0)
-          throw new Error(`${server.kind}: ${result.non2xx} non-2xx, ${result.errors} errors`);
+        runs.push(result);
+        for (const [i, r] of runs.entries()) {
+          if (r.non2xx > 0 || r.errors > 0 || r.timeouts > 0)
+            throw new Error(
+              `${server.kind}, ${i < 2 ? `warm-up run ${i + 1}` : 'counted run'}: ${r.non2xx} non-2xx, ${r.errors} errors, ${r.timeouts} timeouts`,
+            );
+        }
         const total = await totalInstructions(`${files.outFile}.1`);
         perRequest[server.kind] = total / result.requests.total;
       } finally {
