@@ -3,9 +3,9 @@
  *
  * The app is a hono app: `app.fetch(request, env)`. Run on an edge runtime (or through `app.request` in a test),
  * it gets a real `Request` and answers real `Response`s. The Node server and the Lambda handler instead pass a
- * `LiteRequest` (just the method and the request target hono routes on) and, as hono's `env`, a `RequestSource` the app reads
- * headers and the body from; the app then answers `PlainResponse`s (status, header record, string body), which
- * the adapter writes out as they are. The answers are the same; only their envelope differs.
+ * `LiteRequest` (just the method and the request target hono routes on) and, as hono's `env`, a `RequestSource`
+ * the app reads headers and the body from; the app then answers `PlainResponse`s (status, header record, string
+ * body), which the adapter writes out as they are. The answers are the same; only their envelope differs.
  *
  * Why: on Node, `Request`, `Response` and `Headers` live in undici, which loads on first use (about 40 ms of a
  * Lambda cold start here, with tls, http2 and zlib in tow), and building them costs microseconds per request on

@@ -9,9 +9,9 @@
  *
  * hono only reads a match result (the handlers and the route parameters), so one result can serve every request
  * on its path. Paths are the caller's, so what is kept is bounded: only paths up to `MEMO_PATH_LENGTH` characters
- * (longer ones, which no client of the protocol sends, are matched every time), at most `capacity` of them, and
- * the whole memory is dropped when it is full: at most ~0.5 MB of paths, and a caller sending endless distinct
- * paths gets PatternRouter's own cost.
+ * (a model's paths are far shorter: names have at most 63 characters; longer paths are matched every time), at
+ * most `capacity` of them, and the whole memory is dropped when it is full: at most ~0.5 MB of paths, and a caller
+ * sending endless distinct paths gets PatternRouter's own cost.
  */
 import type { Result, Router } from 'hono/router';
 import { PatternRouter } from 'hono/router/pattern-router';
