@@ -249,20 +249,14 @@ async function main(): Promise<void> {
       }
       // Whole processes, start to exit, every thread: the Lambda driver's count also holds what runs after the
       // answer (the bundle's exit hooks writing out telemetry), a little against it.
-      const counted = async (name: string, sample: () => Promise<Sample>) => {
-        await sample();
-        return totalInstructions(join(work.dir, `${name}.callgrind`));
+      const counted = async (script: string, env: Record<string, string>) => {
+        const outFile = join(work.dir, `${script}.callgrind`);
+        const logFile = join(work.dir, `${script}.valgrind.log`);
+        await timeProcess(join(root, script), task, env, model.expected, { outFile, logFile });
+        return totalInstructions(outFile);
       };
-      const files = (name: string) => ({
-        outFile: join(work.dir, `${name}.callgrind`),
-        logFile: join(work.dir, `${name}.valgrind.log`),
-      });
-      const lambdaCount = await counted('lambda', () =>
-        timeProcess(join(root, 'lambda-driver.mjs'), task, lambdaProcessEnv, model.expected, files('lambda')),
-      );
-      const bareCount = await counted('bare', () =>
-        timeProcess(join(root, 'bare.mjs'), task, bareEnv, model.expected, files('bare')),
-      );
+      const lambdaCount = await counted('lambda-driver.mjs', lambdaProcessEnv);
+      const bareCount = await counted('bare.mjs', bareEnv);
       const mega = (n: number) => `${(n / 1e6).toFixed(1)} M`;
       console.log(
         `instructions (callgrind, whole process, every thread): Lambda bundle ${mega(lambdaCount)}, bare script ${mega(bareCount)}; ratio ${(lambdaCount / bareCount).toFixed(2)}x` +

@@ -221,21 +221,25 @@ interface Figures {
   logBytes: number;
 }
 
-/** The command line of each server for case `c`, and the URL path its inference requests go to. */
-function servers(c: Case): { kind: 'bare' | 'maap'; args: string[]; path: (label: string) => string }[] {
+/** The command line of each server for case `c` (bare first), and the URL path its inference requests go to. */
+function servers(c: Case): { kind: 'bare' | 'maap'; args: string[]; path: string }[] {
   return [
-    { kind: 'bare', args: [join(root, 'bench/bare-server.ts'), c.onnx, c.input, '1'], path: () => '/infer' },
+    { kind: 'bare', args: [join(root, 'bench/bare-server.ts'), c.onnx, c.input, '1'], path: '/infer' },
     {
       kind: 'maap',
       args: [join(root, 'bin/maap.ts'), 'serve', c.pkg, '--port', '0', '--threads', '1'],
-      path: (label) => `/v2/models/${label}/infer`,
+      path: `/v2/models/${c.label}/infer`,
     },
   ];
 }
 
+/** Under callgrind: requests before counting (two runs, see measureInstructions), then requests counted. */
+const WARM_UP_REQUESTS = 8000;
+const COUNTED_REQUESTS = 3000;
+
 /**
- * Instructions per request of each server, under callgrind: `warm` requests (uncounted) let V8 optimise, then
- * `counted` requests are counted. Requests by number, not by time: under valgrind a server runs ~50x slower.
+ * Instructions per request of each server, under callgrind: WARM_UP_REQUESTS (uncounted) let V8 optimise, then
+ * COUNTED_REQUESTS are counted. Requests by number, not by time: under valgrind a server runs ~50x slower.
  */
 async function measureInstructions(dir: string, cases: Case[]): Promise<void> {
   if (!callgrindAvailable()) {
@@ -253,7 +257,6 @@ async function measureInstructions(dir: string, cases: Case[]): Promise<void> {
       console.log(`${c.label.padEnd(8)}  skipped: its runs are too slow under valgrind`);
       continue;
     }
-    const [warm, counted] = [8000, 3000];
     const perRequest: Record<string, number> = {};
     for (const server of servers(c)) {
       const files = {
@@ -265,7 +268,7 @@ async function measureInstructions(dir: string, cases: Case[]): Promise<void> {
       const pid = child.pid as number;
       try {
         const opts = {
-          url: `${url}${server.path(c.label)}`,
+          url: `${url}${server.path}`,
           method: 'POST' as const,
           body: c.body,
           headers: { 'content-type': 'application/json' },
@@ -275,11 +278,11 @@ async function measureInstructions(dir: string, cases: Case[]): Promise<void> {
         // Twice: when the first run's connections close and new ones open, V8 deoptimises and recompiles parts of
         // Node's http and stream code; the second run lets that settle before anything is counted.
         const runs = [
-          await autocannon({ ...opts, amount: warm / 2 }),
-          await autocannon({ ...opts, amount: warm / 2 }),
+          await autocannon({ ...opts, amount: WARM_UP_REQUESTS / 2 }),
+          await autocannon({ ...opts, amount: WARM_UP_REQUESTS / 2 }),
         ];
         await countFrom(pid);
-        const result = await autocannon({ ...opts, amount: counted });
+        const result = await autocannon({ ...opts, amount: COUNTED_REQUESTS });
         await dumpCounts(pid);
         runs.push(result);
         for (const [i, r] of runs.entries()) {
@@ -296,7 +299,7 @@ async function measureInstructions(dir: string, cases: Case[]): Promise<void> {
       const n = perRequest[server.kind] as number;
       const ratio = server.kind === 'maap' ? `${((perRequest.bare as number) / n).toFixed(2)}x` : '1.00x';
       console.log(
-        `${c.label.padEnd(8)}${server.kind.padStart(8)}${String(warm).padStart(9)}${String(counted).padStart(9)}${Math.round(n).toLocaleString('en-US').padStart(18)}${ratio.padStart(8)}`,
+        `${c.label.padEnd(8)}${server.kind.padStart(8)}${String(WARM_UP_REQUESTS).padStart(9)}${String(COUNTED_REQUESTS).padStart(9)}${Math.round(n).toLocaleString('en-US').padStart(18)}${ratio.padStart(8)}`,
       );
     }
   }
@@ -333,14 +336,13 @@ async function main() {
       const paired: number[] = [];
       for (let round = 0; round < rounds; round++) {
         let bareRps = 0;
-        for (const kind of ['bare', 'maap'] as const) {
+        for (const server of servers(c)) {
+          const kind = server.kind;
           const logFile = join(dir, `${c.label}-${kind}-${round}.log`);
-          const server = servers(c).find((s) => s.kind === kind) as ReturnType<typeof servers>[number];
           const { child, url } = await startChild(server.args, logFile);
           let r: Awaited<ReturnType<typeof load>> | undefined;
           try {
-            const target = `${url}${server.path(c.label)}`;
-            r = await load(target, c.body, child.pid);
+            r = await load(`${url}${server.path}`, c.body, child.pid);
           } finally {
             await stopChild(child);
           }
