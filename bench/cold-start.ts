@@ -10,7 +10,7 @@
  *
  * `--mb N` serves a Gather model of about N MB instead of the tiny MLP, where loading the weights dominates.
  * `--instructions` runs each side once more under valgrind's callgrind and prints the instructions each executed
- * to its answer and their ratio: the same from run to run, whatever else the machine does (see instructions.ts).
+ * to its answer and their ratio: far steadier than times on a shared machine (see instructions.ts).
  */
 import { spawn } from 'node:child_process';
 import { cp, writeFile } from 'node:fs/promises';

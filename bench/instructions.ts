@@ -1,7 +1,9 @@
 /**
  * Instruction counts from valgrind's callgrind, for the benchmarks' `--instructions` mode: the user-space
- * instructions a process (every thread of it) executes, which come out the same from run to run whatever else the
- * machine is doing, where wall and CPU times on a shared machine swing by ±30%. What they leave out: kernel time
+ * instructions a process (every thread of it) executes. On a quiet machine repeated counts agree within 1–2%, where
+ * wall and CPU times on a shared machine swing by ±30%; beside heavy load they still move (a bare server counted 10%
+ * more per request while the test suite ran: V8 compiles on background threads, and code optimised later runs
+ * more instructions meanwhile), so compare counts taken in like conditions. What they leave out: kernel time
  * (system calls, page faults), waiting, and how fast the instructions run (cache misses, branch mispredictions),
  * so a ratio of instructions is a floor under the ratio of times, not a replacement for it.
  *

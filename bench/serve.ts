@@ -9,7 +9,7 @@
  * latency, each server's CPU time per request is read from /proc (Linux): the cost the ratio comes from.
  *
  * `--instructions` measures instead, once per server under valgrind's callgrind, the instructions each executes
- * per request once warmed up: the same from run to run, whatever else the machine is doing (see instructions.ts).
+ * per request once warmed up: far steadier than times on a shared machine (see instructions.ts).
  *
  *   npm run bench:serve [-- --seconds 10 --connections 8 --rounds 3 --model small|heavy --verbose --instructions]
  */
