@@ -4,7 +4,9 @@
  * `/opt/nodejs/node_modules`, the model package read from s3rver on 127.0.0.1), against a bare `node` script that
  * loads onnxruntime-node from the same layer, creates the session from the same model.onnx file and runs once.
  * Runs alternate; prints median and p90 of wall time (and of the process's CPU time up to the answer, which
- * other load on the machine disturbs less) and the ratios. Goal: the Lambda bundle at most 1.3x the bare script.
+ * other load on the machine disturbs less) and the ratios, and each side's minor page faults up to the answer with
+ * what one costs on this machine (measured in the same run): first touches of fresh memory are a large part of a
+ * process start where faults are slow. Goal: the Lambda bundle at most 1.3x the bare script.
  *
  *   npm run bench:cold-start [-- --runs 10] [-- --mb 50] [-- --no-build] [-- --instructions]
  *
@@ -47,7 +49,7 @@ const { handler } = await import(pathToFileURL(process.env.LAMBDA_TASK_ROOT + '/
 const result = await handler(JSON.parse(process.env.BENCH_EVENT), { awsRequestId: 'bench', getRemainingTimeInMillis: () => 30000 });
 const cpu = process.cpuUsage();
 const data = JSON.parse(result.body).outputs?.[0]?.data;
-writeSync(3, JSON.stringify({ data: data ?? result.body, cpuMs: (cpu.user + cpu.system) / 1000 }));
+writeSync(3, JSON.stringify({ data: data ?? result.body, cpuMs: (cpu.user + cpu.system) / 1000, faults: process.resourceUsage().minorPageFault }));
 `;
 
 /** The bare baseline: onnxruntime-node, one session from the file, one run of the same request. */
@@ -65,7 +67,7 @@ for (const t of JSON.parse(process.env.BENCH_INPUTS)) {
 }
 const out = await session.run(feeds);
 const cpu = process.cpuUsage();
-writeSync(3, JSON.stringify({ data: Array.from(out[session.outputNames[0]].data, Number), cpuMs: (cpu.user + cpu.system) / 1000 }));
+writeSync(3, JSON.stringify({ data: Array.from(out[session.outputNames[0]].data, Number), cpuMs: (cpu.user + cpu.system) / 1000, faults: process.resourceUsage().minorPageFault }));
 `;
 
 interface Case {
@@ -123,6 +125,8 @@ async function prepareCase(s3: S3rverHandle, dir: string): Promise<Case> {
 interface Sample {
   ms: number;
   cpuMs: number;
+  /** Minor page faults up to the answer: each is a first touch of a fresh 4 KiB page. */
+  faults: number;
   stdout: string;
 }
 
@@ -159,15 +163,36 @@ function timeProcess(
       clearTimeout(timer);
       if (code !== 0 || !answeredAt)
         return reject(new Error(`${script} exited with ${code}: ${stderr.slice(-2000)}`));
-      const { data, cpuMs } = JSON.parse(answer) as { data: unknown; cpuMs: number };
+      const { data, cpuMs, faults } = JSON.parse(answer) as { data: unknown; cpuMs: number; faults: number };
       const ok =
         Array.isArray(data) &&
         data.length === expected.length &&
         expected.every((v, i) => Math.abs(Number(data[i]) - v) <= 1e-5 * Math.max(1, Math.abs(v)));
       if (!ok) return reject(new Error(`${script} answered wrongly: ${answer.slice(0, 300)}`));
-      resolve({ ms: answeredAt - t0, cpuMs, stdout });
+      resolve({ ms: answeredAt - t0, cpuMs, faults, stdout });
     });
   });
+}
+
+/**
+ * What a first touch of fresh memory costs on this machine, in µs per 4 KiB page: the best of three probes, each
+ * writing one byte per page of a fresh 32 MiB buffer. It varies widely between machines (about 1 µs on bare
+ * metal, far more under some hypervisors), and with it the part of a cold start spent faulting pages in.
+ */
+function firstTouchMicros(): number {
+  const pages = 8192;
+  let best = Number.POSITIVE_INFINITY;
+  for (let probe = 0; probe < 3; probe++) {
+    const before = process.resourceUsage().minorPageFault;
+    const t0 = performance.now();
+    const buffer = Buffer.allocUnsafeSlow(pages * 4096);
+    for (let i = 0; i < buffer.length; i += 4096) buffer[i] = 1;
+    const ms = performance.now() - t0;
+    const faulted = process.resourceUsage().minorPageFault - before;
+    // Memory handed back by an earlier probe may come back already mapped: count only the pages that faulted.
+    if (faulted > pages / 2) best = Math.min(best, (ms * 1000) / faulted);
+  }
+  return best;
 }
 
 async function main(): Promise<void> {
@@ -239,6 +264,19 @@ async function main(): Promise<void> {
     console.log(row('  CPU time to the answer: Lambda bundle', cpu(lambda)));
     console.log(row('  CPU time to the answer: bare script', cpu(bare)));
     for (const [k, v] of Object.entries(phases)) if (v.length) console.log(row(`  bundle init, ${k}`, v));
+    const faults = (s: Sample[]) => s.map((x) => x.faults);
+    const count = (v: number) => Math.round(v).toLocaleString('en-US').padStart(8);
+    const faultRow = (label: string, values: number[]) =>
+      `${label.padEnd(46)}${count(quantile(values, 0.5))}${count(quantile(values, 0.9))}`;
+    console.log(faultRow('  page faults to the answer: Lambda bundle', faults(lambda)));
+    console.log(faultRow('  page faults to the answer: bare script', faults(bare)));
+    const perFault = firstTouchMicros();
+    const extra = quantile(faults(lambda), 0.5) - quantile(faults(bare), 0.5);
+    if (Number.isFinite(perFault)) {
+      console.log(
+        `  a page fault (first touch of a fresh 4 KiB page) costs ${perFault.toFixed(1)} µs here: the bundle's ${Math.round(extra).toLocaleString('en-US')} extra faults are ~${((extra * perFault) / 1000).toFixed(0)} ms of its extra time`,
+      );
+    }
     console.log(
       `ratio wall: median ${median.toFixed(2)}x, p90 ${ratio(ms(lambda), ms(bare), 0.9)}x; ratio CPU: median ${ratio(cpu(lambda), cpu(bare), 0.5)}x   goal <= ${GOAL}x: ${median <= GOAL ? 'met' : 'NOT met'}`,
     );
