@@ -4,11 +4,12 @@
  * bodies, HEAD, body limits, unread bodies and keep-alive, faults past the app's own error handling. Plus the
  * fetch channel (a real Request in, a real Response out) that an edge runtime uses.
  */
-import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
-import { connect } from 'node:net';
+import { Agent, createServer, request as httpRequest, type IncomingMessage } from 'node:http';
+import { type AddressInfo, connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LoadedModel, loadModel } from '../../lib/inference/model.ts';
 import { handleLambdaEvent } from '../../lib/serving/adapters/lambda.ts';
+import { nodeListener } from '../../lib/serving/adapters/node.ts';
 import { createApp, type PredictorApp } from '../../lib/serving/app.ts';
 import { ModelSlot } from '../../lib/serving/host.ts';
 import { createRequestLog } from '../../lib/telemetry/request-log.ts';
@@ -349,6 +350,41 @@ describe('the Node adapter', () => {
     // Two content types join into one that is not JSON: 415.
     const types = await raw('Content-Type: application/json\r\nContent-Type: text/plain\r\n');
     expect(types).toMatch(/^HTTP\/1\.1 415 /);
+  });
+
+  it('closes the connection of every answer written while closeConnection says so, faults included', async () => {
+    let closing = false;
+    let throwing = false;
+    const listener = nodeListener(
+      { fetch: (req, env) => (throwing ? Promise.reject(new Error('boom')) : app.fetch(req, env as object | undefined)) },
+      { closeConnection: () => closing },
+    );
+    const server = createServer(listener);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const get = () =>
+      new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+        httpRequest(`${url}/v2/health/live`, { agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }));
+        })
+          .on('error', reject)
+          .end();
+      });
+    try {
+      expect(await get()).toEqual({ status: 200, connection: 'keep-alive' });
+      closing = true; // asked as each answer is written, not once
+      expect(await get()).toEqual({ status: 200, connection: 'close' });
+      throwing = true;
+      expect(await get()).toEqual({ status: 500, connection: 'close' });
+      closing = false;
+      expect(await get()).toEqual({ status: 500, connection: 'keep-alive' });
+    } finally {
+      agent.destroy();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('answers 500 when the app throws past its own error handling, and serves on', async () => {

@@ -25,26 +25,39 @@ import {
 /** An unread body up to this size is left to Node, which discards it and keeps the connection. */
 const DISCARD_BYTES = 64 * 1024;
 
+export interface NodeListenerOptions {
+  /**
+   * Asked as each answer is written: true makes it carry `Connection: close`, so that the client does not send
+   * another request on a connection about to end (a server shutting down answers its in-flight requests so).
+   * @default - only an answer that leaves a large request body unread closes its connection
+   */
+  readonly closeConnection?: () => boolean;
+}
+
 /** The `node:http` request listener serving `app`. */
-export function nodeListener(app: FetchHandler): (req: IncomingMessage, res: ServerResponse) => void {
+export function nodeListener(
+  app: FetchHandler,
+  options: NodeListenerOptions = {},
+): (req: IncomingMessage, res: ServerResponse) => void {
   const fetch = app.fetch.bind(app);
+  const closing = options.closeConnection ?? never;
   return (req, res) => {
     const source = new NodeRequestSource(req);
     let answer: Response | Promise<Response>;
     try {
       answer = fetch(new LiteRequest(req.method ?? 'GET', targetOf(req), source).asRequest(), source);
     } catch (err) {
-      fail(res, err);
+      fail(res, err, closing());
       return;
     }
-    const failed = (err: unknown): void => fail(res, err);
+    const failed = (err: unknown): void => fail(res, err, closing());
     const done = (a: Response | PlainResponse): void => {
       if (!(a instanceof PlainResponse)) {
         plainAnswer(a).then(done, failed);
         return;
       }
       try {
-        send(req, res, source, a);
+        send(req, res, source, a, closing());
       } catch (err) {
         failed(err); // writeHead refused a header or status the app made
       }
@@ -73,22 +86,25 @@ function targetOf(req: IncomingMessage): string {
   }
 }
 
+const never = (): boolean => false;
+
 function send(
   req: IncomingMessage,
   res: ServerResponse,
   source: NodeRequestSource,
   answer: PlainResponse,
+  close: boolean,
 ): void {
   const headers = answer.headers;
   // A HEAD answer has no body to measure (hono answers HEAD with GET's headers and no body): no length then.
   if (req.method !== 'HEAD') headers['content-length'] = String(Buffer.byteLength(answer.body));
-  if (source.leavesUnreadBody()) headers.connection = 'close';
+  if (close || source.leavesUnreadBody()) headers.connection = 'close';
   res.writeHead(answer.status, headers);
   res.end(answer.body);
 }
 
 /** The last resort: the app threw past its own error handling (or its answer could not be written). */
-function fail(res: ServerResponse, err: unknown): void {
+function fail(res: ServerResponse, err: unknown, close: boolean): void {
   const answer = faultAnswer(err);
   if (res.headersSent) {
     res.destroy();
@@ -97,6 +113,7 @@ function fail(res: ServerResponse, err: unknown): void {
   res.writeHead(answer.status, {
     ...answer.headers,
     'content-length': String(Buffer.byteLength(answer.body)),
+    ...(close ? { connection: 'close' } : {}),
   });
   res.end(answer.body);
 }
