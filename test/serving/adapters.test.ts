@@ -356,7 +356,10 @@ describe('the Node adapter', () => {
     let closing = false;
     let throwing = false;
     const listener = nodeListener(
-      { fetch: (req, env) => (throwing ? Promise.reject(new Error('boom')) : app.fetch(req, env as object | undefined)) },
+      {
+        fetch: (req, env) =>
+          throwing ? Promise.reject(new Error('boom')) : app.fetch(req, env as object | undefined),
+      },
       { closeConnection: () => closing },
     );
     const server = createServer(listener);
