@@ -51,8 +51,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   //
   // The requests in flight are deliberately not kept in a collection: a long-lived Set whose members change with
   // every request made V8 promote whole requests (their IncomingMessage, ServerResponse, app context, ...) to the
-  // old generation in about half the runs under load: 0.65-0.79 MB per young-generation collection, each taking
-  // 7-10 ms instead of 1 ms, and 25% less throughput (bench:serve's "bad mode"). Without it: 0 runs of 15.
+  // old generation in 13 of 21 runs under load: 0.65-0.79 MB per young-generation collection, each taking 7-10 ms
+  // instead of 1 ms, and 25% less throughput (bench:serve's "bad mode"). Without it: none in 15 runs.
   const listener = nodeListener(options.app, { closeConnection: () => stopping });
   function finished(): void {
     if (stopping) server.closeIdleConnections();
