@@ -42,15 +42,14 @@ export interface RunningServer {
   shutdown(): Promise<void>;
 }
 
-/** How often a shutting-down server closes the connections that have gone idle since. */
-const SWEEP_MS = 25;
-
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const host = options.host ?? '127.0.0.1';
   const timeoutMs = options.shutdownTimeoutMs ?? 10_000;
   let stopping = false;
-  // Once shutdown starts, every answer (in flight or new) closes its connection; a connection whose answer was
-  // already on its way is closed once it is idle (`shutdown` sweeps them until the server has closed).
+  // Once shutdown starts, every answer (in flight or new) closes its connection, and the connections idle then are
+  // closed at once (Node's server.close does so too). Node counts a connection whose last answer has been ended as
+  // idle even while that answer is still being flushed: a large answer to a slow reader, written just before
+  // shutdown, can be cut short.
   //
   // The requests in flight are deliberately not kept in a collection: a long-lived Set whose members change with
   // every request made V8 promote whole requests (their IncomingMessage, ServerResponse, app context, ...) to the
@@ -86,14 +85,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       for (const signal of signals) process.off(signal, onSignal);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
-      const sweep = setInterval(() => server.closeIdleConnections(), SWEEP_MS);
       const force = setTimeout(() => server.closeAllConnections(), timeoutMs);
-      sweep.unref();
       force.unref();
       try {
         await closed;
       } finally {
-        clearInterval(sweep);
         clearTimeout(force);
       }
       try {
