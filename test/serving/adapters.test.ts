@@ -19,6 +19,7 @@ import { mlpModel } from '../fixtures/models.ts';
 import { packFixture, tempDir } from '../helpers/packages.ts';
 import { lambdaEvent } from '../runtime/lambda-events.ts';
 import { EXPECTED, INFER_REQUEST } from '../runtime/mlp-registry.ts';
+import { deferred } from './harness.ts';
 
 const LIMIT = 4096;
 const INFER = '/v2/models/mlp/infer';
@@ -354,11 +355,20 @@ describe('the Node adapter', () => {
 
   it('closes the connection of every answer written while closeConnection says so, faults included', async () => {
     let closing = false;
-    let throwing = false;
+    let mode: 'answer' | 'reject' | 'throw' | 'wait' = 'answer';
+    const entered = deferred();
+    const release = deferred();
     const listener = nodeListener(
       {
-        fetch: (req, env) =>
-          throwing ? Promise.reject(new Error('boom')) : app.fetch(req, env as object | undefined),
+        fetch: (req, env) => {
+          if (mode === 'reject') return Promise.reject(new Error('boom'));
+          if (mode === 'throw') throw new Error('boom');
+          if (mode === 'wait') {
+            entered.resolve();
+            return release.promise.then(() => app.fetch(req, env as object | undefined));
+          }
+          return app.fetch(req, env as object | undefined);
+        },
       },
       { closeConnection: () => closing },
     );
@@ -377,11 +387,20 @@ describe('the Node adapter', () => {
       });
     try {
       expect(await get()).toEqual({ status: 200, connection: 'keep-alive' });
-      closing = true; // asked as each answer is written, not once
-      expect(await get()).toEqual({ status: 200, connection: 'close' });
-      throwing = true;
+      // Asked as the answer is written, not when the request arrives: it turns true while the request is in flight.
+      mode = 'wait';
+      const pending = get();
+      await entered.promise;
+      closing = true;
+      release.resolve();
+      expect(await pending).toEqual({ status: 200, connection: 'close' });
+      mode = 'reject'; // a fault answered by the adapter itself
+      expect(await get()).toEqual({ status: 500, connection: 'close' });
+      mode = 'throw'; // a fetch that throws before returning a promise
       expect(await get()).toEqual({ status: 500, connection: 'close' });
       closing = false;
+      expect(await get()).toEqual({ status: 500, connection: 'keep-alive' });
+      mode = 'reject';
       expect(await get()).toEqual({ status: 500, connection: 'keep-alive' });
     } finally {
       agent.destroy();
