@@ -251,8 +251,8 @@ async function main(): Promise<void> {
     }
 
     const fmt = (v: number) => v.toFixed(1).padStart(8);
-    const row = (label: string, values: number[]) =>
-      `${label.padEnd(46)}${fmt(quantile(values, 0.5))}${fmt(quantile(values, 0.9))}`;
+    const row = (label: string, values: number[], format = fmt) =>
+      `${label.padEnd(46)}${format(quantile(values, 0.5))}${format(quantile(values, 0.9))}`;
     const ms = (s: Sample[]) => s.map((x) => x.ms);
     const cpu = (s: Sample[]) => s.map((x) => x.cpuMs);
     const ratio = (a: number[], b: number[], q: number) => (quantile(a, q) / quantile(b, q)).toFixed(2);
@@ -268,10 +268,8 @@ async function main(): Promise<void> {
     for (const [k, v] of Object.entries(phases)) if (v.length) console.log(row(`  bundle init, ${k}`, v));
     const faults = (s: Sample[]) => s.map((x) => x.faults);
     const count = (v: number) => Math.round(v).toLocaleString('en-US').padStart(8);
-    const faultRow = (label: string, values: number[]) =>
-      `${label.padEnd(46)}${count(quantile(values, 0.5))}${count(quantile(values, 0.9))}`;
-    console.log(faultRow('  page faults to the answer: Lambda bundle', faults(lambda)));
-    console.log(faultRow('  page faults to the answer: bare script', faults(bare)));
+    console.log(row('  page faults to the answer: Lambda bundle', faults(lambda), count));
+    console.log(row('  page faults to the answer: bare script', faults(bare), count));
     const perFault = firstTouchMicros();
     const extra = quantile(faults(lambda), 0.5) - quantile(faults(bare), 0.5);
     if (!Number.isFinite(perFault)) {
