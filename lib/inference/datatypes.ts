@@ -5,7 +5,8 @@
  * - FP16/FP32/FP64 accept JSON numbers and the strings "NaN", "Infinity", "-Infinity" (JSON has no literal for
  *   them); responses carry non-finite floats as those same strings, which the protocol's `tensor_data` schema
  *   allows (number | string | boolean) where `null` would not be. A finite number that overflows the type
- *   (1e39 as FP32, 70000 as FP16) is refused rather than silently turned into Infinity.
+ *   (1e39 as FP32, 70000 as FP16) is refused rather than silently turned into Infinity, and so is a number that is
+ *   not finite (a literal beyond float64, 1e400, reads as Infinity).
  * - Integer types accept JSON numbers that are integers within the type's range; never strings, booleans or
  *   fractions. INT64/UINT64 also accept decimal strings (for values beyond 2^53, which a JSON number cannot
  *   carry exactly); a JSON number that is not a safe integer is refused because its value is already rounded.
@@ -202,7 +203,9 @@ export function fillRun(target: FillTarget, src: readonly unknown[], offset: num
       for (let i = 0; i < n; i++) {
         const v = src[i];
         if (typeof v === 'number') {
-          if (f32 && (v >= FP32_OVERFLOW || v <= -FP32_OVERFLOW) && v - v === 0) return i;
+          // A number that is not finite came from a literal beyond float64 (1e400 parses as Infinity) or from a
+          // caller that is not JSON: refused like any overflow; the non-finite values travel as strings.
+          if (v - v !== 0 || (f32 && (v >= FP32_OVERFLOW || v <= -FP32_OVERFLOW))) return i;
           dst[offset + i] = v;
         } else {
           const s = typeof v === 'string' ? parseNonFinite(v) : undefined;
@@ -217,7 +220,7 @@ export function fillRun(target: FillTarget, src: readonly unknown[], offset: num
       for (let i = 0; i < n; i++) {
         const v = src[i];
         const x = typeof v === 'number' ? v : typeof v === 'string' ? parseNonFinite(v) : undefined;
-        if (x === undefined) return i;
+        if (x === undefined || (typeof v === 'number' && v - v !== 0)) return i; // a non-finite number: as above
         const h = float64ToFloat16Bits(x);
         if ((h & 0x7fff) === 0x7c00 && x - x === 0) return i; // finite overflow
         dst[offset + i] = h;
@@ -315,6 +318,8 @@ export function describeBadElement(v: unknown, info: DatatypeInfo): string {
     case 'fp16':
     case 'fp32':
     case 'fp64':
+      if (typeof v === 'number' && v - v !== 0)
+        return `is ${got}, a number beyond the range of ${datatype} (a literal such as 1e400 reads as Infinity); send "NaN", "Infinity" or "-Infinity" as a string if that is meant`;
       if (typeof v === 'number') return `is ${got}, out of range for ${datatype}`;
       return `is ${got}; ${datatype} takes JSON numbers (or "NaN", "Infinity", "-Infinity")`;
     case 'int':

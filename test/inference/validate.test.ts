@@ -257,6 +257,42 @@ describe('validateRequest: each bad input is a 400 naming the problem', () => {
     );
   });
 
+  it('numbers that are not finite, for every float type (a literal beyond float64, 1e400, parses as Infinity)', () => {
+    const sig: Signature = {
+      inputs: [
+        { name: 'f', datatype: 'FP32', shape: [-1] },
+        { name: 'd', datatype: 'FP64', shape: [-1] },
+        { name: 'h', datatype: 'FP16', shape: [-1] },
+      ],
+      outputs: [],
+    };
+    const body = (f: unknown[], d: unknown[], h: unknown[]) => ({
+      inputs: [
+        { name: 'f', datatype: 'FP32', shape: [f.length], data: f },
+        { name: 'd', datatype: 'FP64', shape: [d.length], data: d },
+        { name: 'h', datatype: 'FP16', shape: [h.length], data: h },
+      ],
+    });
+    const hint = 'send "NaN", "Infinity" or "-Infinity" as a string if that is meant';
+    expect(rejection(body([1, Number.POSITIVE_INFINITY], [1], [1]), {}, sig)).toBe(
+      `input "f": data[1] is Infinity, a number beyond the range of FP32 (a literal such as 1e400 reads as Infinity); ${hint}`,
+    );
+    expect(rejection(body([1], [Number.NEGATIVE_INFINITY], [1]), {}, sig)).toMatch(
+      /^input "d": data\[0\] is -Infinity, a number beyond the range of FP64/,
+    );
+    expect(rejection(body([1], [1], [2, Number.POSITIVE_INFINITY]), {}, sig)).toMatch(
+      /^input "h": data\[1\] is Infinity, a number beyond the range of FP16/,
+    );
+    expect(rejection(body([Number.NaN], [1], [1]), {}, sig)).toMatch(
+      /^input "f": data\[0\] is NaN, a number beyond/,
+    );
+    // The strings stay the way to send them.
+    const ok = validateRequest(body(['Infinity'], ['-Infinity'], ['NaN']), sig);
+    expect(ok.feeds.f?.data).toEqual(new Float32Array([Number.POSITIVE_INFINITY]));
+    expect(ok.feeds.d?.data).toEqual(new Float64Array([Number.NEGATIVE_INFINITY]));
+    expect(ok.feeds.h?.data).toEqual(new Uint16Array([0x7e00]));
+  });
+
   it('non-boolean for BOOL', () => {
     expect(rejection(withInput('mask', { data: [true, 1] }))).toBe(
       'input "mask": data[1] is 1; BOOL takes true or false',

@@ -166,6 +166,12 @@ describe('inputs', () => {
     refused(400, /data\[0\] is 1e\+39, out of range for FP32/, {
       inputs: [features({ data: [1e39, 0, 0] }), ids()],
     }));
+  it('a number literal beyond float64 (1e400, which JSON.parse reads as Infinity) → 400', () =>
+    refused(
+      400,
+      /input "features": data\[0\] is Infinity, a number beyond the range of FP32 \(a literal such as 1e400/,
+      JSON.stringify(valid()).replace('"data":[1,2,3]', '"data":[1e400,2,3]'),
+    ));
   it('a negative dimension → 400', () =>
     refused(400, /input "ids": shape \[-2\]: dimension 0 is -2; dimensions are non-negative integers/, {
       inputs: [features(), ids({ shape: [-2] })],
