@@ -282,7 +282,7 @@ export function createApp(options: AppOptions): PredictorApp {
       checkDeclaredLength(c, x, maxBody);
       pick(x, name, version); // answer 404/503 before reading a body
       const bytes = x.source ? await x.source.body(maxBody) : await readWebBody(c.req.raw.body, maxBody);
-      const body = parseJson(utf8.decode(bytes));
+      const body = parseJson(decodeBody(bytes));
       // The model in service when the body has arrived: a swap in between moves the request to the new model.
       const model = pick(x, name, version);
       // zod (validate.ts) loads only for a body the structural fast path cannot vouch for.
@@ -326,11 +326,56 @@ function checkDeclaredLength(c: C, x: Exchange, limit: number): void {
 }
 
 /**
- * Request bodies are decoded as `Request#text` does: UTF-8, a leading BOM dropped. They come from the adapter's
+ * Request bodies are decoded from UTF-8, a leading BOM dropped, as `Request#text` does, but strictly: JSON text is
+ * UTF-8 (RFC 8259), and bytes that are not would reach the model as U+FFFD (`Request#text` substitutes them),
+ * which the codec refuses when a string says so itself (a lone surrogate). They come from the adapter's
  * `RequestSource`, otherwise from the Request's stream; either way refused with a 413 as soon as they are known
  * to exceed the limit.
  */
-const utf8 = new TextDecoder();
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function decodeBody(bytes: Uint8Array): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw new InferenceRequestError(
+      `the request body is not valid UTF-8 (an ill-formed sequence at byte ${illFormedUtf8At(bytes)}): JSON text must be UTF-8`,
+    );
+  }
+}
+
+/**
+ * Where the first ill-formed UTF-8 sequence starts (Unicode's table of well-formed byte sequences: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or -1. Only for the message: the decoder itself validates.
+ */
+export function illFormedUtf8At(bytes: Uint8Array): number {
+  let i = 0;
+  while (i < bytes.length) {
+    const b = bytes[i] as number;
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    // The sequence's length, and the range its second byte must be in (any other is 0x80..0xbf).
+    let n = 4;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) n = 2;
+    else if (b >= 0xe0 && b <= 0xef) {
+      n = 3;
+      if (b === 0xe0) lo = 0xa0;
+      else if (b === 0xed) hi = 0x9f;
+    } else if (b === 0xf0) lo = 0x90;
+    else if (b === 0xf4) hi = 0x8f;
+    else if (b < 0xf1 || b > 0xf3) return i;
+    for (let k = 1; k < n; k++) {
+      const c = bytes[i + k];
+      if (c === undefined || c < (k === 1 ? lo : 0x80) || c > (k === 1 ? hi : 0xbf)) return i;
+    }
+    i += n;
+  }
+  return -1;
+}
 
 async function readWebBody(body: ReadableStream<Uint8Array> | null, limit: number): Promise<Uint8Array> {
   if (!body) return new Uint8Array(0);

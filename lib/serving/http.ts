@@ -17,7 +17,7 @@ export class MethodNotAllowedError extends MaapError {
   }
 }
 
-/** A request body that is not JSON (by its Content-Type) or not UTF-8. */
+/** A request body that is not JSON by its Content-Type, or declared in a charset other than UTF-8. */
 export class UnsupportedMediaTypeError extends MaapError {
   override readonly status = 415;
 }

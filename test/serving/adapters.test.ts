@@ -122,6 +122,20 @@ describe('the Lambda adapter', () => {
     expect(bodyOf(bad).error).toBe('the request body is marked base64-encoded but is not valid base64');
   });
 
+  it('refuses a base64 body whose bytes are not UTF-8 with a 400, instead of decoding U+FFFD', async () => {
+    const event = lambdaEvent('function-url', { method: 'POST', path: INFER, body: INFER_REQUEST });
+    event.body = Buffer.concat([
+      Buffer.from([0xff, 0xc3]),
+      Buffer.from(JSON.stringify(INFER_REQUEST)),
+    ]).toString('base64');
+    event.isBase64Encoded = true;
+    const bad = await invoke(event);
+    expect(bodyOf(bad).error).toBe(
+      'the request body is not valid UTF-8 (an ill-formed sequence at byte 0): JSON text must be UTF-8',
+    );
+    expect(bad.statusCode).toBe(400);
+  });
+
   it.each([false, true])('answers a body over the limit with a 413 (base64: %s)', async (base64) => {
     const big = {
       inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }],

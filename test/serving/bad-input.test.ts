@@ -54,6 +54,33 @@ async function refused(
 describe('the request body', () => {
   it('malformed JSON → 400', () => refused(400, /^malformed JSON in the request body: /, '{"inputs": [}'));
   it('an empty body → 400', () => refused(400, /the request body is empty/, ''));
+  it('bytes that are not UTF-8 → 400 saying where (not turned into U+FFFD)', async () => {
+    const text = JSON.stringify({ inputs: [features(), ids()] });
+    const at = text.indexOf('"ids"') + 2; // inside the input's name
+    const bytes = Buffer.concat([
+      Buffer.from(text.slice(0, at)),
+      Buffer.from([0xff]),
+      Buffer.from(text.slice(at)),
+    ]);
+    const response = await fetch(served.url + PATH, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: bytes,
+    });
+    const answer = (await response.json()) as { error: string };
+    expect(answer.error).toBe(
+      `the request body is not valid UTF-8 (an ill-formed sequence at byte ${at}): JSON text must be UTF-8`,
+    );
+    expect(response.status).toBe(400);
+  });
+  it('a UTF-8 byte order mark before the JSON is accepted', async () => {
+    const response = await fetch(served.url + PATH, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify(valid()))]),
+    });
+    expect(response.status).toBe(200);
+  });
   it('JSON that is not an object → 400', () =>
     refused(400, /the request body must be a JSON object/, '[1, 2]'));
   it('a NaN literal (not JSON) → 400', () =>
