@@ -25,6 +25,14 @@ export interface S3GetConfig {
   readonly timeoutMs?: number;
   /** Tries for 5xx answers and connection failures before any body byte arrived. @default 3 */
   readonly attempts?: number;
+  /**
+   * Longest wait for S3's answer (status and headers), from the first try, over every try and the pauses between
+   * them; the body's transfer is not bounded by it (only by `timeoutMs` of inactivity). A Lambda init must end
+   * within 10 s, and an S3 that never answers (a VPC without a route to it) would otherwise hold it for
+   * `attempts` × `timeoutMs`.
+   * @default - no bound but `timeoutMs` per try
+   */
+  readonly answerWithinMs?: number;
 }
 
 export interface S3Object {
@@ -119,25 +127,34 @@ export function s3Url(bucket: string, key: string, config: Pick<S3GetConfig, 're
 async function send(method: 'GET' | 'HEAD', bucket: string, key: string, config: S3GetConfig) {
   const uri = `s3://${bucket}/${key}`;
   const attempts = Math.max(1, config.attempts ?? 3);
+  const bound = config.answerWithinMs;
+  const deadline = bound === undefined ? Number.POSITIVE_INFINITY : Date.now() + bound;
+  const unreachable = (err: unknown, tries: number): RegistryError => {
+    const where = config.endpoint ?? `S3 in ${config.region}`;
+    const why =
+      err instanceof DeadlineError ? `no answer within ${bound} ms (${tries} tries)` : (err as Error).message;
+    return new RegistryError(`cannot reach ${where} to read ${uri}: ${why}`, { cause: err });
+  };
   for (let attempt = 1; ; attempt++) {
+    let pause = 100 * 2 ** (attempt - 1);
     try {
-      const res = await request(method, s3Url(bucket, key, config), config);
+      const res = await request(method, s3Url(bucket, key, config), config, deadline);
       const status = res.statusCode ?? 0;
       if (status >= 200 && status < 300) return res;
       const error = await statusError(res, uri, config);
-      if (status < 500 || attempt >= attempts) throw error;
+      if (status < 500 || attempt >= attempts || Date.now() + pause >= deadline) throw error;
     } catch (err) {
       if (err instanceof MaapError) throw err;
-      if (attempt >= attempts) {
-        const where = config.endpoint ?? `S3 in ${config.region}`;
-        throw new RegistryError(`cannot reach ${where} to read ${uri}: ${(err as Error).message}`, {
-          cause: err,
-        });
-      }
+      if (err instanceof DeadlineError || attempt >= attempts) throw unreachable(err, attempt);
+      if (Date.now() + pause >= deadline) throw unreachable(new DeadlineError(), attempt);
     }
-    await new Promise((wake) => setTimeout(wake, 100 * 2 ** (attempt - 1)));
+    pause = Math.min(pause, deadline - Date.now());
+    await new Promise((wake) => setTimeout(wake, pause));
   }
 }
+
+/** The `answerWithinMs` bound ran out while a try was waiting. */
+class DeadlineError extends Error {}
 
 /** What a signed request carries over the wire. */
 export interface SignedRequest {
@@ -160,7 +177,12 @@ export function signRequest(method: string, url: URL, config: S3GetConfig, now?:
   return { method, path: signed.path ?? url.pathname, headers: signed.headers as Record<string, string> };
 }
 
-async function request(method: string, url: URL, config: S3GetConfig): Promise<IncomingMessage> {
+async function request(
+  method: string,
+  url: URL,
+  config: S3GetConfig,
+  deadline = Number.POSITIVE_INFINITY,
+): Promise<IncomingMessage> {
   const https = url.protocol === 'https:';
   const { request: open } = https ? await import('node:https') : await import('node:http');
   const timeout = config.timeoutMs ?? 30_000;
@@ -173,8 +195,17 @@ async function request(method: string, url: URL, config: S3GetConfig): Promise<I
       agent: false,
       timeout,
     });
-    req.once('response', resolve);
-    req.once('error', reject);
+    const timer = Number.isFinite(deadline)
+      ? setTimeout(() => req.destroy(new DeadlineError()), Math.max(0, deadline - Date.now()))
+      : undefined;
+    req.once('response', (res) => {
+      clearTimeout(timer);
+      resolve(res);
+    });
+    req.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
     req.once('timeout', () => req.destroy(new Error(`no answer for ${timeout} ms`)));
     req.end();
   });

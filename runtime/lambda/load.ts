@@ -10,11 +10,11 @@ import { ModelUnavailableError } from '../../lib/inference/model-errors.ts';
 import type { PackageRegistry } from '../../lib/inference/package-source.ts';
 import { isCanonicalVersion } from '../../lib/package/semver-lite.ts';
 import { checkModelName, LATEST, parseModelRef } from '../../lib/registry/ref-names.ts';
-import { type S3GetConfig, s3ConfigFromEnv, s3Get, s3Head } from '../../lib/registry/s3-get.ts';
+import { type S3GetConfig, s3Get, s3Head } from '../../lib/registry/s3-get.ts';
 import { parseS3Uri } from '../../lib/registry/s3-store.ts';
 import type { ObjectInfo, Store } from '../../lib/registry/store.ts';
 import type { Resolved } from '../../lib/registry/types.ts';
-import type { Prefetch } from './prefetch.ts';
+import { initS3Config, type Prefetch } from './prefetch.ts';
 
 /** What the environment asks the predictor to serve. */
 export interface ModelConfig {
@@ -51,7 +51,7 @@ export async function loadConfiguredModel(
   const config = modelConfig(env);
   const trustedKeys = options.trustedKeys ?? trustedKeysFromEnv(env);
   const store = config.registry.startsWith('s3://')
-    ? new S3ObjectStore(config.registry, s3ConfigFromEnv(env), prefetch)
+    ? new S3ObjectStore(config.registry, initS3Config(env), prefetch)
     : (await import('../../lib/registry/open.ts')).openRegistry(config.registry, { env }).store;
   const registry = new PinnedRegistry(store);
   return loadModel(

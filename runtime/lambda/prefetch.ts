@@ -5,7 +5,20 @@
  * folder registry, an alias, a range, a missing setting) it leaves to the regular load, which reports it.
  */
 import type { Readable } from 'node:stream';
-import { type S3Object, s3ConfigFromEnv, s3Get } from '../../lib/registry/s3-get.ts';
+import { type S3GetConfig, type S3Object, s3ConfigFromEnv, s3Get } from '../../lib/registry/s3-get.ts';
+
+/**
+ * The predictor's S3 reads during the init, which Lambda ends after 10 s: S3 must start answering within 6 s over
+ * all tries (it takes tens of milliseconds when reachable), and a transfer that stalls for 3 s fails, so that an
+ * S3 out of reach (a VPC without an endpoint or NAT) ends the init with readiness 503 and the reason, instead of
+ * Lambda cutting the init short and retrying it inside every invocation.
+ */
+export const INIT_S3_TIMEOUTS = { answerWithinMs: 6_000, timeoutMs: 3_000 } as const;
+
+/** The S3 settings of the environment, with the init's timeouts. */
+export function initS3Config(env: NodeJS.ProcessEnv): S3GetConfig {
+  return { ...s3ConfigFromEnv(env), ...INIT_S3_TIMEOUTS };
+}
 
 /** A GET already in flight for the registry key `key` of registry `uri`. */
 export interface Prefetch {
@@ -28,9 +41,9 @@ export function prefetchPackage(env: NodeJS.ProcessEnv = process.env): Prefetch 
   const location = S3_URI.exec(registry);
   if (!location || !name || !version) return undefined;
   const [, bucket = '', prefix = ''] = location;
-  let config: ReturnType<typeof s3ConfigFromEnv>;
+  let config: S3GetConfig;
   try {
-    config = s3ConfigFromEnv(env);
+    config = initS3Config(env);
   } catch {
     return undefined; // the regular load reports the missing credentials
   }

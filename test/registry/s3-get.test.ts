@@ -129,6 +129,36 @@ describe('s3Get', () => {
     }
   });
 
+  it('gives up on an S3 that never answers once answerWithinMs has passed, not after every try times timeoutMs', async () => {
+    const fake = await fakeS3([() => {}]); // takes the request, never answers
+    try {
+      const config = { ...fake.config, answerWithinMs: 300, timeoutMs: 60_000, attempts: 3 };
+      const failure = await s3Get('b', 'k', config).catch((err: unknown) => err);
+      expect(failure).toBeInstanceOf(RegistryError);
+      expect((failure as Error).message).toBe(
+        `cannot reach ${fake.config.endpoint} to read s3://b/k: no answer within 300 ms (1 tries)`,
+      );
+      expect(fake.calls()).toBe(1);
+    } finally {
+      await fake.close();
+    }
+  });
+
+  it("stops retrying 5xx answers when the next pause would end past answerWithinMs, with S3's own error", async () => {
+    const fake = await fakeS3([s3Error(503, 'SlowDown')]);
+    try {
+      // Pauses of 100, 200, 400 ms...: the second would end past 250 ms.
+      const config = { ...fake.config, answerWithinMs: 250, attempts: 10 };
+      const failure = await s3Get('b', 'k', config).catch((err: unknown) => err);
+      expect(failure).toBeInstanceOf(RegistryError);
+      expect((failure as Error).message).toMatch(/S3 answered 503 SlowDown: says S3/);
+      expect(fake.calls()).toBeGreaterThanOrEqual(1);
+      expect(fake.calls()).toBeLessThanOrEqual(2);
+    } finally {
+      await fake.close();
+    }
+  });
+
   it('turns S3 refusals into maap errors that say what to do', async () => {
     const cases: [(res: ServerResponse) => void, RegExp, string][] = [
       [

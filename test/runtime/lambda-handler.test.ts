@@ -12,7 +12,7 @@ import {
   type Predictor,
 } from '../../runtime/lambda/core.ts';
 import { PinnedRegistry } from '../../runtime/lambda/load.ts';
-import { prefetchPackage } from '../../runtime/lambda/prefetch.ts';
+import { initS3Config, prefetchPackage } from '../../runtime/lambda/prefetch.ts';
 import { bundlePredictor, REQUIRE_HELPER } from '../../scripts/build.ts';
 import { rewritePackage, tempDir } from '../helpers/packages.ts';
 import { type S3rverHandle, start as startS3rver } from '../helpers/s3rver.ts';
@@ -393,6 +393,17 @@ describe('the predictor bundle', () => {
       if (previous === undefined) delete process.env.MAAP_BUILD_NO_MINIFY;
       else process.env.MAAP_BUILD_NO_MINIFY = previous;
     }
+  });
+});
+
+describe("the init's S3 reads", () => {
+  it("are bounded inside Lambda's 10 s init: S3 must answer within 6 s over all tries, and a stall of 3 s fails", () => {
+    const env = { AWS_ACCESS_KEY_ID: 'AKID', AWS_SECRET_ACCESS_KEY: 'secret', AWS_REGION: 'eu-west-1' };
+    const config = initS3Config(env);
+    expect(config).toMatchObject({ region: 'eu-west-1', answerWithinMs: 6_000, timeoutMs: 3_000 });
+    expect(config.credentials).toEqual({ accessKeyId: 'AKID', secretAccessKey: 'secret' });
+    // What s3Get's own tests show these bounds do (answerWithinMs over tries, timeoutMs of stall) must fit in 10 s.
+    expect((config.answerWithinMs ?? Number.POSITIVE_INFINITY) + 1_000).toBeLessThan(10_000);
   });
 });
 
