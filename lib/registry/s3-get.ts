@@ -117,7 +117,8 @@ export function s3Url(bucket: string, key: string, config: Pick<S3GetConfig, 're
     }
     return new URL(`${base.origin}${base.pathname.replace(/\/+$/, '')}/${bucket}/${path}`);
   }
-  const host = `s3.${config.region}.amazonaws.com`;
+  // The regions of AWS China (cn-north-1, cn-northwest-1) are under their own domain.
+  const host = `s3.${config.region}.${config.region.startsWith('cn-') ? 'amazonaws.com.cn' : 'amazonaws.com'}`;
   // Buckets with dots break the TLS wildcard of virtual-hosted names: address them path-style.
   return bucket.includes('.')
     ? new URL(`https://${host}/${bucket}/${path}`)

@@ -83,6 +83,20 @@ describe('s3Get', () => {
     }
   });
 
+  it("addresses AWS S3 in the region's own domain, path-style for buckets with dots, and a custom endpoint path-style", () => {
+    const at = (bucket: string, region: string, endpoint?: string) =>
+      s3Url(bucket, 'models/a b.maap', { region, ...(endpoint ? { endpoint } : {}) }).href;
+    expect(at('maap', 'eu-west-1')).toBe('https://maap.s3.eu-west-1.amazonaws.com/models/a%20b.maap');
+    expect(at('maap', 'cn-north-1')).toBe('https://maap.s3.cn-north-1.amazonaws.com.cn/models/a%20b.maap');
+    expect(at('maap', 'us-gov-west-1')).toBe('https://maap.s3.us-gov-west-1.amazonaws.com/models/a%20b.maap');
+    expect(at('my.models', 'eu-west-1')).toBe(
+      'https://s3.eu-west-1.amazonaws.com/my.models/models/a%20b.maap',
+    );
+    expect(at('maap', 'eu-west-1', 'http://127.0.0.1:4568/')).toBe(
+      'http://127.0.0.1:4568/maap/models/a%20b.maap',
+    );
+  });
+
   /** A fake S3 endpoint answering each request with the next of `answers`. */
   async function fakeS3(answers: ((res: ServerResponse) => void)[]) {
     let calls = 0;
