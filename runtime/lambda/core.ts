@@ -8,7 +8,11 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import { nowMs } from '../../lib/clock.ts';
 import type { LoadedModel, LoadOptions } from '../../lib/inference/model.ts';
 import { ModelUnavailableError } from '../../lib/inference/model-errors.ts';
-import { handleLambdaEvent, type LambdaHttpResult } from '../../lib/serving/adapters/lambda.ts';
+import {
+  handleLambdaEvent,
+  type LambdaHttpResult,
+  normalBasePath,
+} from '../../lib/serving/adapters/lambda.ts';
 import { createApp, type PredictorApp } from '../../lib/serving/app.ts';
 import { ModelSlot } from '../../lib/serving/host.ts';
 import { createRequestLog } from '../../lib/telemetry/request-log.ts';
@@ -28,6 +32,11 @@ export interface PredictorOptions {
   readonly bodyLimit?: number;
   /** The package GET started before the heavy modules loaded (see `prefetch.ts`). */
   readonly prefetch?: Prefetch;
+  /**
+   * The base path of a custom domain's API mapping in front of the routes (see `LambdaAdapterOptions`).
+   * @default `MAAP_BASE_PATH`, else none
+   */
+  readonly basePath?: string;
 }
 
 /** How the init went, for logs and tests. */
@@ -41,6 +50,8 @@ export interface Predictor {
   readonly logger: Logger;
   readonly metrics: PowertoolsRequestMetrics;
   readonly init: InitOutcome;
+  /** Removed from the front of request paths (normalised: `/ml`), if set. */
+  readonly basePath: string | undefined;
 }
 
 /** Loads the configured model (never throws) and builds the app around it. */
@@ -80,7 +91,8 @@ export async function createPredictor(options: PredictorOptions = {}): Promise<P
     metrics,
     ...(options.bodyLimit ? { bodyLimit: options.bodyLimit } : {}),
   });
-  return { app, slot, logger, metrics, init };
+  const basePath = normalBasePath(options.basePath ?? env.MAAP_BASE_PATH ?? '');
+  return { app, slot, logger, metrics, init, basePath };
 }
 
 /** The Lambda context, as the handler uses it (powertools' Logger reads the invocation's fields from it). */
@@ -93,10 +105,11 @@ export type LambdaHandler = (event: unknown, context?: LambdaContext) => Promise
  * and the request's metrics are flushed before the invocation returns.
  */
 export function lambdaHandler(predictor: Predictor): LambdaHandler {
+  const adapter = predictor.basePath ? { basePath: predictor.basePath } : {};
   return async (event, context) => {
     if (context) predictor.logger.addContext(context);
     try {
-      return await handleLambdaEvent(predictor.app, event);
+      return await handleLambdaEvent(predictor.app, event, adapter);
     } finally {
       predictor.metrics.flush();
     }

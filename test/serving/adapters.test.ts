@@ -17,7 +17,7 @@ import { createRequestMetrics } from '../../lib/telemetry/request-metrics.ts';
 import { type RunningServer, startServer } from '../../runtime/server.ts';
 import { mlpModel } from '../fixtures/models.ts';
 import { packFixture, tempDir } from '../helpers/packages.ts';
-import { lambdaEvent } from '../runtime/lambda-events.ts';
+import { EVENT_KINDS, lambdaEvent } from '../runtime/lambda-events.ts';
 import { EXPECTED, INFER_REQUEST } from '../runtime/mlp-registry.ts';
 import { deferred } from './harness.ts';
 
@@ -106,6 +106,37 @@ describe('the Lambda adapter', () => {
     expect(result.statusCode).toBe(200);
     expect(result.multiValueHeaders).toBeUndefined();
     expect(result.headers?.['content-type']).toBe('application/json');
+  });
+
+  it("routes past an HTTP API's named stage, which leads rawPath, and nothing else", async () => {
+    const staged = (stage: string, path: string) => {
+      const event = lambdaEvent('http-api-v2', { method: 'GET', path });
+      (event.requestContext as Record<string, unknown>).stage = stage;
+      return invoke(event);
+    };
+    expect((await staged('prod', '/prod/v2/health/ready')).statusCode).toBe(200);
+    expect((await staged('prod', '/prod')).statusCode).toBe(404); // the stage's root: no route
+    // A custom domain reaches a named stage without the segment; `$default` never has one.
+    expect((await staged('prod', '/v2/health/ready')).statusCode).toBe(200);
+    expect((await staged('$default', '/v2/health/ready')).statusCode).toBe(200);
+    const other = await staged('prod', '/production/v2/health/ready');
+    expect(other.statusCode).toBe(404);
+    expect(bodyOf(other).error).toMatch(/no such endpoint: GET \/production\/v2\/health\/ready/);
+  });
+
+  it.each(EVENT_KINDS)("routes past a custom domain's base path given as basePath (%s)", async (kind) => {
+    const event = lambdaEvent(kind, { method: 'POST', path: `/ml${INFER}`, body: INFER_REQUEST });
+    expect((await invoke(event)).statusCode).toBe(404);
+    for (const basePath of ['/ml', 'ml/', '/ml/']) {
+      const served = (await handleLambdaEvent(app, event, { basePath })) as Result;
+      expect(served.statusCode).toBe(200);
+      for (const [i, v] of EXPECTED.entries()) expect(bodyOf(served).outputs?.[0]?.data[i]).toBeCloseTo(v, 5);
+    }
+    // Only a whole leading segment is removed, and a path without it is routed as it is.
+    const mlx = lambdaEvent(kind, { method: 'GET', path: '/mlx/v2/health/ready' });
+    expect(((await handleLambdaEvent(app, mlx, { basePath: '/ml' })) as Result).statusCode).toBe(404);
+    const plain = lambdaEvent(kind, { method: 'GET', path: '/v2/health/ready' });
+    expect(((await handleLambdaEvent(app, plain, { basePath: '/ml' })) as Result).statusCode).toBe(200);
   });
 
   it('decodes a base64 body, and refuses one that is not base64 with a 400', async () => {

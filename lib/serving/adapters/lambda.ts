@@ -28,7 +28,12 @@ export interface HttpEventV2 {
   readonly rawQueryString?: string;
   readonly headers?: Readonly<Record<string, string | undefined>> | null;
   readonly cookies?: readonly string[] | null;
-  readonly requestContext: { readonly domainName?: string; readonly http: { readonly method: string } };
+  readonly requestContext: {
+    readonly domainName?: string;
+    /** `$default` for Function URLs and an HTTP API's default stage; a named stage also leads `rawPath`. */
+    readonly stage?: string;
+    readonly http: { readonly method: string };
+  };
   readonly body?: string | null;
   readonly isBase64Encoded?: boolean;
 }
@@ -62,11 +67,26 @@ export interface LambdaHttpResult {
   isBase64Encoded: false;
 }
 
+export interface LambdaAdapterOptions {
+  /**
+   * A path in front of the routes that the function does not see past: the base path of a custom domain's API
+   * mapping (`/ml` when https://api.example.com/ml/v2/health/ready reaches the function as `/ml/v2/health/ready`).
+   * Removed from a request path that starts with it; other paths are routed as they are. An HTTP API's named stage
+   * (`/prod/v2/...` on its execute-api URL) is removed without it.
+   * @default - none
+   */
+  readonly basePath?: string;
+}
+
 /** Serves one event through `app`; never throws (a malformed event is a 400 result, a fault a 500). */
-export async function handleLambdaEvent(app: FetchHandler, event: unknown): Promise<LambdaHttpResult> {
+export async function handleLambdaEvent(
+  app: FetchHandler,
+  event: unknown,
+  options: LambdaAdapterOptions = {},
+): Promise<LambdaHttpResult> {
   let request: ReturnType<typeof eventRequest>;
   try {
-    request = eventRequest(event);
+    request = eventRequest(event, options.basePath ? normalBasePath(options.basePath) : undefined);
   } catch {
     request = 'malformed HTTP event: its headers, query or body are not what AWS sends';
   }
@@ -91,9 +111,24 @@ function result(answer: PlainResponse, head: boolean, multiValue: boolean): Lamb
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
 
+/** `ml/` or `/ml` as `/ml`; `/` or an empty path as none. */
+export function normalBasePath(path: string): string | undefined {
+  const trimmed = path.trim().replace(/\/+$/, '');
+  if (trimmed === '') return undefined;
+  return trimmed.startsWith('/') ? trimmed : `/${trimmed}`;
+}
+
+/** `path` without the leading `prefix` segment(s), when it starts with them. */
+function withoutPrefix(path: string, prefix: string | undefined): string {
+  if (prefix === undefined || !path.startsWith(prefix)) return path;
+  const rest = path.slice(prefix.length);
+  return rest === '' ? '/' : rest.startsWith('/') ? rest : path;
+}
+
 /** The request an event carries, or why it is not an HTTP event this adapter serves. */
 function eventRequest(
   event: unknown,
+  basePath?: string,
 ): { lite: LiteRequest; source: EventRequestSource; multiValue: boolean } | string {
   const unknownEvent =
     'not an HTTP event: the predictor takes Lambda Function URL, API Gateway HTTP API (payload 2.0) and REST API (payload 1.0) events';
@@ -106,8 +141,12 @@ function eventRequest(
     if (e.cookies?.length) headers.cookie = e.cookies.join('; ');
     const source = new EventRequestSource(headers, e.body, e.isBase64Encoded === true);
     const query = e.rawQueryString ? `?${e.rawQueryString}` : '';
+    // An HTTP API serves a named stage under /<stage> and leaves that segment in rawPath (the default stage,
+    // `$default`, and Function URLs have none).
+    const stage = e.requestContext.stage;
+    const staged = stage && stage !== '$default' ? withoutPrefix(e.rawPath, `/${stage}`) : e.rawPath;
     return {
-      lite: new LiteRequest(method, targetOf(e.rawPath, query), source, ORIGIN),
+      lite: new LiteRequest(method, targetOf(withoutPrefix(staged, basePath), query), source, ORIGIN),
       source,
       multiValue: false,
     };
@@ -122,7 +161,13 @@ function eventRequest(
     }
     const source = new EventRequestSource(headers, e.body, e.isBase64Encoded === true);
     return {
-      lite: new LiteRequest(e.httpMethod, targetOf(e.path, queryV1(e)), source, ORIGIN),
+      // A REST API's `path` has no stage (its resource path), but a custom domain's base path stays in it.
+      lite: new LiteRequest(
+        e.httpMethod,
+        targetOf(withoutPrefix(e.path, basePath), queryV1(e)),
+        source,
+        ORIGIN,
+      ),
       source,
       multiValue: isObject(e.multiValueHeaders),
     };
