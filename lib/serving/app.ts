@@ -18,7 +18,7 @@ import type { Context } from 'hono';
 // kept per path.
 import { HonoBase } from 'hono/hono-base';
 import { nowMs } from '../clock.ts';
-import { InferenceRequestError, NotFoundError } from '../errors.ts';
+import { InferenceRequestError, NotFoundError, PayloadTooLargeError } from '../errors.ts';
 import type { LoadedModel } from '../inference/model.ts';
 import { ModelUnavailableError } from '../inference/model-errors.ts';
 import { validateRequestLazily } from '../inference/request-check.ts';
@@ -57,6 +57,13 @@ export interface AppOptions {
   readonly metrics?: RequestMetrics;
   /** Server version reported by `GET /v2`. @default maap's package version */
   readonly version?: string;
+  /**
+   * The largest inference answer the channel carries (Lambda's response payload limit): a bigger one is a 413 that
+   * says so, logged as such, instead of an answer the channel would drop. `size` measures an answer body as the
+   * channel carries it.
+   * @default - no limit (the Node server streams any size)
+   */
+  readonly answerLimit?: { readonly bytes: number; readonly size: (body: string) => number };
   /**
    * Hand requests to the log and metrics in batches, once per event-loop turn, after the responses went out,
    * instead of one by one before each response. @default true when the app builds its own telemetry (the Node
@@ -132,6 +139,7 @@ function exchange(c: C, operation: Operation): Exchange {
 export function createApp(options: AppOptions): PredictorApp {
   const { models } = options;
   const maxBody = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const answerLimit = options.answerLimit;
   const logger = options.logger ?? createRequestLog({ output: stdoutLines() });
   const metrics = options.metrics ?? createRequestMetrics({ output: stdoutLines() });
   const serverMetadata = serverMetadataBody(options.version ?? SERVER_VERSION);
@@ -290,7 +298,9 @@ export function createApp(options: AppOptions): PredictorApp {
       const request = checked instanceof Promise ? await checked : checked;
       x.batchSize = request.batchSize;
       const outputs = await model.run(request);
-      return json(x, 200, JSON.stringify(inferenceResponse(model, request.id, outputs)));
+      const answer = JSON.stringify(inferenceResponse(model, request.id, outputs));
+      if (answerLimit !== undefined) checkAnswerSize(answer, answerLimit);
+      return json(x, 200, answer);
     },
   );
 
@@ -400,6 +410,15 @@ async function readWebBody(body: ReadableStream<Uint8Array> | null, limit: numbe
     offset += chunk.length;
   }
   return bytes;
+}
+
+function checkAnswerSize(answer: string, limit: NonNullable<AppOptions['answerLimit']>): void {
+  const size = limit.size(answer);
+  if (size <= limit.bytes) return;
+  const mb = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
+  throw new PayloadTooLargeError(
+    `the answer would be ${mb(size)} (${size} bytes), over the ${mb(limit.bytes)} this function can return: send fewer rows per request, or ask for fewer outputs`,
+  );
 }
 
 function parseJson(text: string): unknown {

@@ -8,14 +8,18 @@ import { Agent, createServer, request as httpRequest, type IncomingMessage } fro
 import { type AddressInfo, connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LoadedModel, loadModel } from '../../lib/inference/model.ts';
-import { handleLambdaEvent } from '../../lib/serving/adapters/lambda.ts';
+import {
+  handleLambdaEvent,
+  LAMBDA_ANSWER_LIMIT,
+  LAMBDA_RESPONSE_BYTES,
+} from '../../lib/serving/adapters/lambda.ts';
 import { nodeListener } from '../../lib/serving/adapters/node.ts';
 import { createApp, type PredictorApp } from '../../lib/serving/app.ts';
 import { ModelSlot } from '../../lib/serving/host.ts';
 import { createRequestLog } from '../../lib/telemetry/request-log.ts';
 import { createRequestMetrics } from '../../lib/telemetry/request-metrics.ts';
 import { type RunningServer, startServer } from '../../runtime/server.ts';
-import { mlpModel } from '../fixtures/models.ts';
+import { identityModel, mlpModel } from '../fixtures/models.ts';
 import { packFixture, tempDir } from '../helpers/packages.ts';
 import { EVENT_KINDS, lambdaEvent } from '../runtime/lambda-events.ts';
 import { EXPECTED, INFER_REQUEST } from '../runtime/mlp-registry.ts';
@@ -487,5 +491,55 @@ describe('the fetch channel (edge runtimes, app.request)', () => {
     expect(res.headers.get('x-request-id')).toBe('edge-1');
     const body = (await res.json()) as { outputs: { data: number[] }[] };
     for (const [i, v] of EXPECTED.entries()) expect(body.outputs[0]?.data[i]).toBeCloseTo(v, 5);
+  });
+});
+
+describe("an answer over Lambda's response limit", () => {
+  let big: { dir: string; cleanup: () => Promise<void> };
+  let identity: LoadedModel;
+  beforeAll(async () => {
+    big = await tempDir('maap-answer-limit-');
+    const pkg = await packFixture(big.dir, identityModel('FP32', ['n']), { name: 'echo', version: '1.0.0' });
+    identity = await loadModel(pkg.path, { intraOpThreads: 1 });
+  });
+  afterAll(async () => {
+    await identity?.close();
+    await big?.cleanup();
+  });
+
+  it('is measured as the result carries it: a JSON string, quotes, backslashes and control characters escaped', () => {
+    const { size } = LAMBDA_ANSWER_LIMIT;
+    expect(size('{"a":1}')).toBe(7); // short: fits however it is escaped
+    const long = `${'"\\\u0001é'.repeat(300_000)}`;
+    expect(size(long)).toBe(Buffer.byteLength(JSON.stringify(long)) - 2);
+    expect(size(long)).toBe(300_000 * (2 + 2 + 6 + 2));
+  });
+
+  it('is a 413 that says why, logged as a 413, instead of a result Lambda would refuse (a 502 for the caller)', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const limited = createApp({
+      models: new ModelSlot({ model: identity }),
+      logger: createRequestLog({ sink: (line) => lines.push(JSON.parse(line)) }),
+      metrics: createRequestMetrics({ sink: () => {} }),
+      answerLimit: LAMBDA_ANSWER_LIMIT,
+    });
+    // 0.1 as FP32 comes back as 0.10000000149011612: 390,000 of them are ~7.8 MB of answer from a 1.6 MB request.
+    const n = 390_000;
+    const body = { inputs: [{ name: 'x', datatype: 'FP32', shape: [n], data: new Array(n).fill(0.1) }] };
+    const event = lambdaEvent('function-url', { method: 'POST', path: '/v2/models/echo/infer', body });
+    const result = (await handleLambdaEvent(limited, event)) as Result;
+    expect(result.statusCode).toBe(413);
+    expect(bodyOf(result).error).toMatch(
+      /^the answer would be 7\.\d MiB \(\d+ bytes\), over the 6\.0 MiB this function can return: send fewer rows per request, or ask for fewer outputs$/,
+    );
+    expect(Buffer.byteLength(JSON.stringify(result))).toBeLessThan(LAMBDA_RESPONSE_BYTES);
+    expect(lines.at(-1)).toMatchObject({ status: 413, error_message: bodyOf(result).error });
+    // Under the limit, the same app answers.
+    const small = lambdaEvent('function-url', {
+      method: 'POST',
+      path: '/v2/models/echo/infer',
+      body: { inputs: [{ name: 'x', datatype: 'FP32', shape: [3], data: [1, 2, 3] }] },
+    });
+    expect(((await handleLambdaEvent(limited, small)) as Result).statusCode).toBe(200);
   });
 });

@@ -78,6 +78,24 @@ export interface LambdaAdapterOptions {
   readonly basePath?: string;
 }
 
+/** Lambda's limit on a synchronous invocation's response payload: the JSON of the result, body included. */
+export const LAMBDA_RESPONSE_BYTES = 6 * 1024 * 1024;
+/** What a result needs besides its body: status, headers (the request id is at most 128 characters), flags. */
+const RESULT_ENVELOPE_BYTES = 1024;
+
+/**
+ * The largest answer body a Lambda result can carry, measured as the result carries it (a JSON string: quotes and
+ * backslashes escaped, control characters as \u escapes), for the app's `answerLimit`.
+ */
+export const LAMBDA_ANSWER_LIMIT = {
+  bytes: LAMBDA_RESPONSE_BYTES - RESULT_ENVELOPE_BYTES,
+  size(body: string): number {
+    // At most 6 bytes per UTF-16 unit (a \u escape): a body short enough fits however it is escaped.
+    if (body.length * 6 <= LAMBDA_RESPONSE_BYTES - RESULT_ENVELOPE_BYTES) return body.length;
+    return Buffer.byteLength(JSON.stringify(body)) - 2;
+  },
+} as const;
+
 /** Serves one event through `app`; never throws (a malformed event is a 400 result, a fault a 500). */
 export async function handleLambdaEvent(
   app: FetchHandler,
