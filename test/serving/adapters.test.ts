@@ -4,7 +4,7 @@
  * bodies, HEAD, body limits, unread bodies and keep-alive, faults past the app's own error handling. Plus the
  * fetch channel (a real Request in, a real Response out) that an edge runtime uses.
  */
-import { Agent, createServer, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent, createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LoadedModel, loadModel } from '../../lib/inference/model.ts';
@@ -308,21 +308,30 @@ describe('the Node adapter', () => {
     expect((await send('GET', '/v2/health/ready', undefined, agent)).status).toBe(200);
   });
 
-  it('closes the connection after a body over the limit, without reading the rest, and serves on', async () => {
+  it('reads and drops the rest of a body over the limit, answers 413 on the same connection, and serves on', async () => {
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     try {
       const big = JSON.stringify({ ...INFER_REQUEST, id: 'x'.repeat(LIMIT * 4) });
-      const refused = await send('POST', INFER, big, agent, {
-        'content-type': 'application/json',
-        'transfer-encoding': 'chunked',
-      });
-      expect(refused.status).toBe(413);
-      expect(refused.headers.connection).toBe('close');
-      const ok = await send('POST', INFER, JSON.stringify(INFER_REQUEST), agent, {
-        'content-type': 'application/json',
-      });
-      expect(ok.status).toBe(200);
-      expect(ok.socket).not.toBe(refused.socket);
+      const framings: Record<string, string>[] = [
+        { 'transfer-encoding': 'chunked' },
+        { 'content-length': String(Buffer.byteLength(big)) }, // refused before a byte is read
+      ];
+      for (const framing of framings) {
+        const refused = await send('POST', INFER, big, agent, {
+          'content-type': 'application/json',
+          ...framing,
+        });
+        expect(refused.status).toBe(413);
+        expect(JSON.parse(refused.body).error).toBe(
+          `the request body is larger than the limit of ${LIMIT} bytes`,
+        );
+        expect(refused.headers.connection).toBe('keep-alive');
+        const ok = await send('POST', INFER, JSON.stringify(INFER_REQUEST), agent, {
+          'content-type': 'application/json',
+        });
+        expect(ok.status).toBe(200);
+        expect(ok.socket).toBe(refused.socket);
+      }
     } finally {
       agent.destroy();
     }
@@ -338,19 +347,113 @@ describe('the Node adapter', () => {
     expect(head.body).toBe('');
   });
 
-  it('closes the connection after an early 4xx that leaves a large declared body unread', async () => {
+  it('keeps the connection after an early 4xx to a chunked body, dropping the rest of it', async () => {
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     try {
       const big = JSON.stringify({ ...INFER_REQUEST, id: 'x'.repeat(100_000) });
       const refused = await send('POST', '/v2/no-such-endpoint', big, agent, {
         'content-type': 'application/json',
-        'content-length': String(Buffer.byteLength(big)),
+        'transfer-encoding': 'chunked',
       });
       expect(refused.status).toBe(404);
-      expect(refused.headers.connection).toBe('close');
+      expect(refused.headers.connection).toBe('keep-alive');
+      const ok = await send('GET', '/v2/health/live', undefined, agent);
+      expect(ok.status).toBe(200);
+      expect(ok.socket).toBe(refused.socket);
     } finally {
       agent.destroy();
     }
+  });
+
+  describe('with drainBytes 8 KiB', () => {
+    let small: Server;
+    let url: string;
+    beforeAll(async () => {
+      small = createServer(nodeListener(app, { drainBytes: 8 * 1024 }));
+      await new Promise<void>((ok) => small.listen(0, '127.0.0.1', ok));
+      url = `http://127.0.0.1:${(small.address() as AddressInfo).port}`;
+    });
+    afterAll(async () => {
+      small.closeAllConnections();
+      await new Promise((ok) => small.close(ok));
+    });
+
+    it('when the answer ends the connection (shutting down), answers once the rest of the body is dropped', async () => {
+      const closing = createServer(nodeListener(app, { closeConnection: () => true }));
+      await new Promise<void>((ok) => closing.listen(0, '127.0.0.1', ok));
+      try {
+        const socket = connect((closing.address() as AddressInfo).port, '127.0.0.1');
+        let text = '';
+        socket.setEncoding('utf8');
+        socket.on('data', (d: string) => (text += d));
+        const ended = new Promise<void>((ok) => socket.on('close', () => ok()));
+        const chunk = (data: string) => `${data.length.toString(16)}\r\n${data}\r\n`;
+        socket.write(
+          `POST ${INFER} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`,
+        );
+        socket.write(chunk(`{"id":"${'x'.repeat(LIMIT * 2)}`)); // over the limit, not finished
+        await new Promise((wait) => setTimeout(wait, 200));
+        expect(text).toBe(''); // no answer yet: it would end the connection with the rest unsent
+        socket.write(chunk(`${'y'.repeat(1000)}"}`));
+        socket.write('0\r\n\r\n');
+        await ended;
+        expect(text).toMatch(/^HTTP\/1\.1 413 /);
+        expect(text).toMatch(/\r\nconnection: close\r\n/i);
+      } finally {
+        closing.closeAllConnections();
+        await new Promise((ok) => closing.close(ok));
+      }
+    });
+
+    it('closes the connection after an early 4xx that leaves a body declared larger unread', async () => {
+      const big = JSON.stringify({ ...INFER_REQUEST, id: 'x'.repeat(100_000) });
+      const answer = await new Promise<{ status: number; connection: unknown }>((resolve, reject) => {
+        const req = httpRequest(
+          `${url}/v2/no-such-endpoint`,
+          {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'content-length': String(big.length) },
+          },
+          (res) => {
+            res.resume();
+            resolve({ status: res.statusCode ?? 0, connection: res.headers.connection });
+          },
+        );
+        req.on('error', reject);
+        req.end(big);
+      });
+      expect(answer).toEqual({ status: 404, connection: 'close' });
+    });
+
+    it('cuts off a client that goes on sending past the limit and drainBytes', async () => {
+      const sent = await new Promise<number>((resolve) => {
+        let bytes = 0;
+        const socket = connect((small.address() as AddressInfo).port, '127.0.0.1', () => {
+          socket.write(
+            `POST ${INFER} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`,
+          );
+          const chunk = `2000\r\n${'x'.repeat(0x2000)}\r\n`;
+          const pump = (): void => {
+            while (!socket.destroyed && bytes < 64 * 1024 * 1024) {
+              bytes += 0x2000;
+              if (!socket.write(chunk)) {
+                socket.once('drain', pump);
+                return;
+              }
+            }
+            if (!socket.destroyed) resolve(bytes); // never cut off
+          };
+          pump();
+        });
+        socket.on('error', () => {});
+        socket.on('close', () => resolve(bytes));
+        socket.resume();
+      });
+      // Cut off long before 64 MiB (the limit is 4 KiB, drainBytes 8 KiB; socket buffers take a few MiB).
+      expect(sent).toBeLessThan(64 * 1024 * 1024);
+      const ok = await fetch(`${url}/v2/health/live`);
+      expect(ok.status).toBe(200);
+    });
   });
 
   it.each([

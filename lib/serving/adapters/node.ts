@@ -5,9 +5,10 @@
  * body, Node sends the head and the body in one write. A real `Response` (hono builds one for HEAD) is read
  * into the same shape.
  *
- * A request body left unread (an early 4xx, a body over the limit) is not read on: when it is large, unknown in
- * size or was given up, the answer carries `Connection: close` and the connection ends with it; a small one Node
- * discards itself, keeping the connection alive.
+ * A request body left unread (an early 4xx, a body over the limit) is read on and dropped, up to `drainBytes`,
+ * and the connection carries on: a client still sending reads the answer, where closing at once would reset the
+ * connection under it (an EPIPE instead of the 413). A body declared larger than that is answered with
+ * `Connection: close`, and a client that sends more than that anyway is cut off.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { InferenceRequestError } from '../../errors.ts';
@@ -22,16 +23,24 @@ import {
   tooLarge,
 } from '../exchange.ts';
 
-/** An unread body up to this size is left to Node, which discards it and keeps the connection. */
-const DISCARD_BYTES = 64 * 1024;
+/** See `NodeListenerOptions.drainBytes`. */
+export const DRAIN_BYTES = 16 * 1024 * 1024;
 
 export interface NodeListenerOptions {
   /**
    * Asked as each answer is written: true makes it carry `Connection: close`, so that the client does not send
    * another request on a connection about to end (a server shutting down answers its in-flight requests so).
-   * @default - only an answer that leaves a large request body unread closes its connection
+   * @default - only an answer that leaves more request body unread than `drainBytes` closes its connection
    */
   readonly closeConnection?: () => boolean;
+  /**
+   * How much of a request body left unread when its answer is written (an early 4xx, a body over the limit) is
+   * still read and dropped, the connection carrying on: a client still sending then reads the answer, where
+   * closing at once would reset the connection under it (EPIPE instead of the 413). A body declared larger is
+   * answered with `Connection: close`; a client that sends more than this anyway is cut off.
+   * @default 16 MiB
+   */
+  readonly drainBytes?: number;
 }
 
 /** The `node:http` request listener serving `app`. */
@@ -41,16 +50,22 @@ export function nodeListener(
 ): (req: IncomingMessage, res: ServerResponse) => void {
   const fetch = app.fetch.bind(app);
   const closing = options.closeConnection ?? never;
+  const drainBytes = options.drainBytes ?? DRAIN_BYTES;
   return (req, res) => {
-    const source = new NodeRequestSource(req);
+    const source = new NodeRequestSource(req, drainBytes);
     let answer: Response | Promise<Response>;
+    const failed = (err: unknown): void => {
+      const unread = source.leavesUnreadBody(); // first: it starts dropping what is left of the body
+      const close = closing() || unread;
+      if (close && source.rest !== undefined) source.rest.then(() => fail(res, err, close));
+      else fail(res, err, close);
+    };
     try {
       answer = fetch(new LiteRequest(req.method ?? 'GET', targetOf(req), source).asRequest(), source);
     } catch (err) {
-      fail(res, err, closing());
+      failed(err);
       return;
     }
-    const failed = (err: unknown): void => fail(res, err, closing());
     const done = (a: Response | PlainResponse): void => {
       if (!(a instanceof PlainResponse)) {
         plainAnswer(a).then(done, failed);
@@ -98,7 +113,17 @@ function send(
   const headers = answer.headers;
   // A HEAD answer has no body to measure (hono answers HEAD with GET's headers and no body): no length then.
   if (req.method !== 'HEAD') headers['content-length'] = String(Buffer.byteLength(answer.body));
-  if (close || source.leavesUnreadBody()) headers.connection = 'close';
+  const unread = source.leavesUnreadBody(); // first: it starts dropping what is left of the body
+  const closes = close || unread;
+  if (closes) headers.connection = 'close';
+  // Ending the connection with body bytes unread would reset it under a client still sending (see `rest`).
+  if (closes && source.rest !== undefined) {
+    source.rest.then(() => {
+      res.writeHead(answer.status, headers);
+      res.end(answer.body);
+    });
+    return;
+  }
   res.writeHead(answer.status, headers);
   res.end(answer.body);
 }
@@ -121,9 +146,23 @@ function fail(res: ServerResponse, err: unknown, close: boolean): void {
 /** A Node request as the app's `RequestSource`. */
 class NodeRequestSource implements RequestSource {
   readonly [REQUEST_SOURCE] = true as const;
-  #abandoned = false;
+  /** The body went over the limit while it was read: what follows is dropped (see `drop`). */
+  #overflowed = false;
+  /** The body was left unread by the answer, and is being dropped. */
+  #draining = false;
+  #dropped = 0;
+  /**
+   * Settles once the body being dropped has ended (or the connection closed); set only while one is dropped. An
+   * answer that ends the connection (the server shutting down) waits for it: a connection ended with bytes unread
+   * is reset under a client still sending, and the answer lost (EPIPE). A client that asked for the connection to
+   * end is answered at once all the same: it may be waiting for the answer before it sends.
+   */
+  rest: Promise<void> | undefined = undefined;
 
-  constructor(readonly incoming: IncomingMessage) {}
+  constructor(
+    readonly incoming: IncomingMessage,
+    private readonly drainBytes: number,
+  ) {}
 
   header(name: string): string | undefined {
     const raw = this.incoming.rawHeaders;
@@ -151,13 +190,17 @@ class NodeRequestSource implements RequestSource {
       let size = 0;
       let settled = false;
       incoming.on('data', (chunk: Buffer) => {
-        if (settled) return;
+        if (settled) {
+          if (this.#overflowed) this.drop(chunk.length);
+          return;
+        }
         size += chunk.length;
         if (size <= limit) chunks.push(chunk);
         else {
           settled = true;
-          incoming.pause(); // the rest is not read: the answer closes the connection
-          this.#abandoned = true;
+          this.#overflowed = true; // the rest is read and dropped, up to drainBytes
+          this.rest = this.ended();
+          this.drop(size - limit);
           reject(tooLarge(limit));
         }
       });
@@ -174,13 +217,37 @@ class NodeRequestSource implements RequestSource {
     });
   }
 
-  /** Whether answering now leaves a body unread that the connection must not carry on with. */
+  /**
+   * Whether answering now leaves a body unread that the connection must not carry on with: more of it declared than
+   * `drainBytes`, or already dropped past it. Otherwise what is left is read and dropped from now on.
+   */
   leavesUnreadBody(): boolean {
-    if (this.#abandoned) return true;
-    if (this.incoming.complete) return false;
-    if (this.header('transfer-encoding') !== undefined) return true;
-    const length = Number(this.header('content-length') ?? 0);
-    return !(length <= DISCARD_BYTES);
+    const incoming = this.incoming;
+    if (this.#overflowed || this.#draining) return this.#dropped > this.drainBytes;
+    if (incoming.complete || incoming.readableEnded || incoming.destroyed) return false;
+    if (incoming.listenerCount('data') > 0) return false; // being read by body(), which bounds it
+    if (this.header('transfer-encoding') === undefined) {
+      const declared = Number(this.header('content-length') ?? 0);
+      if (!(declared <= this.drainBytes)) return true;
+    }
+    this.#draining = true;
+    this.rest = this.ended();
+    incoming.on('data', (chunk: Buffer) => this.drop(chunk.length));
+    incoming.resume();
+    return false;
+  }
+
+  private ended(): Promise<void> {
+    return new Promise((resolve) => {
+      this.incoming.once('end', resolve);
+      this.incoming.once('close', resolve);
+    });
+  }
+
+  /** Counts bytes dropped; past `drainBytes` the client is cut off (it was told to stop). */
+  private drop(bytes: number): void {
+    this.#dropped += bytes;
+    if (this.#dropped > this.drainBytes) this.incoming.socket?.destroy();
   }
 }
 
