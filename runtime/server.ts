@@ -1,15 +1,26 @@
 /**
  * The Node server adapter: serves a fetch-style app (the predictor's hono app) over HTTP with graceful shutdown.
  * On SIGTERM/SIGINT (or `shutdown()`): stop accepting connections, let in-flight requests finish (their responses
- * carry `Connection: close`), close idle keep-alive connections, force-close what is left after a timeout, run
- * `onShutdown` (e.g. release the model), write out the app's buffered telemetry (`flushTelemetry`: the last log
- * lines and metrics), then exit. A second signal during shutdown kills the process at once.
+ * carry `Connection: close`), close idle keep-alive connections, force-close what is left after a timeout, write
+ * out the app's buffered telemetry (`flushTelemetry`: the last log lines and metrics), run `onShutdown` (e.g.
+ * release the model; given at most one more timeout), write out what it logged, then exit. A second signal during
+ * shutdown kills the process at once.
  */
-import { createServer, type Server } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import {
+  createServer,
+  type IncomingMessage,
+  maxHeaderSize,
+  type Server,
+  type ServerResponse,
+  STATUS_CODES,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { UsageError } from '../lib/errors.ts';
 import { nodeListener } from '../lib/serving/adapters/node.ts';
 import type { FetchHandler } from '../lib/serving/exchange.ts';
+import { clip } from '../lib/serving/http.ts';
 
 export interface FetchApp extends FetchHandler {
   /** Writes out buffered telemetry; called at shutdown once the last request has finished. */
@@ -59,6 +70,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // Longer than the usual load balancer idle timeout (60 s), so that the balancer closes first.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
+  // A whole request (6 MiB by default) must arrive within 2 minutes, not Node's 5: a client that declares more body
+  // than it sends holds its connection and the body so far.
+  server.requestTimeout = 120_000;
+  // What Node answers itself (a request it cannot parse, headers too large, a request too slow, an Expect it does
+  // not meet) is answered as every other error is: JSON, with a request id.
+  server.on('clientError', answerClientError);
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const expect = clip(req.headers.expect ?? '', 100);
+    const body = JSON.stringify({ error: `Expect: ${expect} is not supported (only 100-continue is)` });
+    res.writeHead(417, jsonHead(body, true));
+    res.end(body);
+  });
 
   await listen(server, options.port ?? 8080, host);
   const port = (server.address() as AddressInfo).port;
@@ -92,8 +115,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       } finally {
         clearTimeout(force);
       }
+      // The log lines and metrics of the requests answered are written out before onShutdown, which may wait (for a
+      // model run the timeout cut off, still running): a process killed meanwhile keeps them. onShutdown gets one
+      // more timeout's worth of time, then the process ends without it.
+      await options.app.flushTelemetry?.();
       try {
-        await options.onShutdown?.();
+        await within(options.onShutdown?.(), timeoutMs, () =>
+          process.stderr.write(
+            `maap: shutdown: onShutdown did not finish within ${timeoutMs} ms; ending without it\n`,
+          ),
+        );
       } finally {
         await options.app.flushTelemetry?.();
       }
@@ -102,6 +133,70 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   }
 
   return { server, url, host, port, shutdown };
+}
+
+/** Waits for `work` at most `ms`; `late` is called if it has not settled by then (it keeps running). */
+async function within(work: void | Promise<void>, ms: number, late: () => void): Promise<void> {
+  if (!(work instanceof Promise)) return;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      late();
+      resolve();
+    }, ms);
+    timer.unref();
+  });
+  try {
+    await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The head of a JSON answer Node's own handlers write: a fresh request id, and the connection ends with it. */
+function jsonHead(body: string, close: boolean): Record<string, string> {
+  return {
+    'content-type': 'application/json',
+    'x-request-id': randomUUID(),
+    'content-length': String(Buffer.byteLength(body)),
+    ...(close ? { connection: 'close' } : {}),
+  };
+}
+
+/** Why Node refused a request before it reached the app, as a status and a message. */
+function clientErrorAnswer(err: NodeJS.ErrnoException & { reason?: string }): [number, string] {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return [431, `the request's headers are larger than ${maxHeaderSize} bytes`];
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return [408, 'the request did not arrive in time'];
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return [413, 'the chunk extensions of the request body are too large'];
+    default:
+      return [
+        400,
+        `the request is not valid HTTP/1.1 (${err.code ?? 'parse error'}: ${err.reason ?? err.message})`,
+      ];
+  }
+}
+
+/**
+ * Answers a request Node could not take (see `clientErrorAnswer`) with JSON, and ends the connection: what follows on
+ * it cannot be trusted. A connection whose current answer has started, or that is closed, is only destroyed.
+ */
+function answerClientError(err: NodeJS.ErrnoException & { reason?: string }, socket: Duplex): void {
+  // Node's own default does the same check: an answer already started on this connection cannot be followed by ours.
+  const answering = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || answering?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const [status, message] = clientErrorAnswer(err);
+  const body = JSON.stringify({ error: message });
+  const head = Object.entries(jsonHead(body, true))
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${head}\r\n${body}`);
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {

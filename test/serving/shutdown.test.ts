@@ -3,8 +3,9 @@
  * are refused, a request stuck past the timeout is cut off, signals shut down and exit.
  */
 import { request as httpRequest } from 'node:http';
+import { connect as netConnect } from 'node:net';
 import * as ort from 'onnxruntime-node';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { LoadedModel } from '../../lib/inference/model.ts';
 import { loadModel } from '../../lib/inference/model.ts';
 import { mlpModel, mlpReference } from '../fixtures/models.ts';
@@ -137,6 +138,93 @@ describe('graceful shutdown', () => {
     expect(process.listenerCount('SIGTERM')).toBe(listeners);
     expect(process.listenerCount('SIGINT')).toBe(intListeners);
     await served.close();
+  });
+});
+
+describe('the end of a shutdown', () => {
+  it('writes out the telemetry before onShutdown, and ends after one more timeout if onShutdown hangs', async () => {
+    const { startServer } = await import('../../runtime/server.ts');
+    const order: string[] = [];
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      const running = await startServer({
+        app: {
+          fetch: () => new Response('{}', { headers: { 'content-type': 'application/json' } }),
+          flushTelemetry: () => {
+            order.push('flush');
+          },
+        },
+        port: 0,
+        handleSignals: false,
+        shutdownTimeoutMs: 50,
+        onShutdown: () => {
+          order.push('onShutdown');
+          return new Promise<void>(() => {}); // a model run that never ends
+        },
+      });
+      await running.shutdown();
+      expect(order).toEqual(['flush', 'onShutdown', 'flush']);
+      expect(stderr).toHaveBeenCalledWith(
+        'maap: shutdown: onShutdown did not finish within 50 ms; ending without it\n',
+      );
+    } finally {
+      stderr.mockRestore();
+    }
+  });
+});
+
+describe('what Node answers itself (requests it cannot take to the app)', () => {
+  /** Sends `raw` on a fresh connection; resolves with everything the server wrote before closing. */
+  function rawExchange(url: string, raw: string): Promise<string> {
+    const { hostname, port } = new URL(url);
+    return new Promise((resolve, reject) => {
+      const socket = netConnect(Number(port), hostname, () => socket.write(raw));
+      let text = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (d: string) => (text += d));
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+    });
+  }
+  const json = (text: string) => JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { error: string };
+
+  it.each([
+    [
+      'a malformed chunk size',
+      'POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n',
+      400,
+      /^the request is not valid HTTP\/1\.1 \(HPE_INVALID_CHUNK_SIZE: /,
+    ],
+    [
+      'two different Content-Lengths',
+      'POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}',
+      400,
+      /^the request is not valid HTTP\/1\.1 \(HPE_UNEXPECTED_CONTENT_LENGTH: /,
+    ],
+    [
+      'headers over the size limit',
+      `GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+      431,
+      /^the request's headers are larger than \d+ bytes$/,
+    ],
+    [
+      'an Expect other than 100-continue',
+      'GET /v2/health/live HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\n\r\n',
+      417,
+      /^Expect: teapot is not supported \(only 100-continue is\)$/,
+    ],
+  ])('answers %s with JSON and a request id, then serves on', async (_what, raw, status, message) => {
+    const served = await serveFixture(mlpModel(), { pack: { name: 'mlp' } });
+    try {
+      const text = await rawExchange(served.url, raw);
+      expect(text.split('\r\n')[0]).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+      expect(text).toMatch(/\r\ncontent-type: application\/json\r\n/i);
+      expect(text).toMatch(/\r\nx-request-id: [0-9a-f-]{36}\r\n/i);
+      expect(json(text).error).toMatch(message);
+      expect((await call(served.url, 'GET', '/v2/health/live')).status).toBe(200);
+    } finally {
+      await served.close();
+    }
   });
 });
 
