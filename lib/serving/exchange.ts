@@ -11,6 +11,7 @@
  * Lambda cold start here, with tls, http2 and zlib in tow), and building them costs microseconds per request on
  * a server whose whole budget per request is tens of microseconds.
  */
+import { randomUUID } from 'node:crypto';
 import { getPath } from 'hono/utils/url';
 import { PayloadTooLargeError } from '../errors.ts';
 
@@ -122,7 +123,7 @@ export async function plainAnswer(answer: Response | PlainResponse): Promise<Pla
 export function plainError(status: number, message: string): PlainResponse {
   return new PlainResponse(
     status,
-    { 'content-type': 'application/json' },
+    { 'content-type': 'application/json', 'x-request-id': randomUUID() },
     JSON.stringify({ error: message }),
   );
 }

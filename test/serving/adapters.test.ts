@@ -6,7 +6,7 @@
  */
 import { Agent, createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type LoadedModel, loadModel } from '../../lib/inference/model.ts';
 import {
   handleLambdaEvent,
@@ -69,12 +69,25 @@ describe('the Lambda adapter', () => {
     ['a string', 'hello'],
     ['an SQS message', { Records: [{ eventSource: 'aws:sqs', body: '{}' }] }],
     ['a 2.0 event without requestContext.http', { version: '2.0', rawPath: '/v2' }],
-  ])('answers %s with a 400 naming the events it takes', async (_what, event) => {
-    const result = await invoke(event);
-    expect(result.statusCode).toBe(400);
-    expect(headerOf(result, 'content-type')).toBe('application/json');
-    expect(bodyOf(result).error).toMatch(/^not an HTTP event: .*Function URL.*HTTP API.*REST API/);
-  });
+  ])(
+    'answers %s with a 400 naming the events it takes, with a request id, and says so on stderr',
+    async (_what, event) => {
+      const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+      let result: Result;
+      try {
+        result = await invoke(event);
+        expect(stderr).toHaveBeenCalledWith(
+          expect.stringMatching(/^maap: answered 400: not an HTTP event: .* \(the event: .*\)\n$/),
+        );
+      } finally {
+        stderr.mockRestore();
+      }
+      expect(result.statusCode).toBe(400);
+      expect(headerOf(result, 'content-type')).toBe('application/json');
+      expect(headerOf(result, 'x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+      expect(bodyOf(result).error).toMatch(/^not an HTTP event: .*Function URL.*HTTP API.*REST API/);
+    },
+  );
 
   it('answers a malformed event (multi-value headers that are not lists) with a 400, not a throw', async () => {
     const event = lambdaEvent('rest-api-v1', { method: 'GET', path: '/v2/health/live' });

@@ -108,7 +108,12 @@ export async function handleLambdaEvent(
   } catch {
     request = 'malformed HTTP event: its headers, query or body are not what AWS sends';
   }
-  if (typeof request === 'string') return result(plainError(400, request), false, false);
+  if (typeof request === 'string') {
+    // No request to log: say it on stderr (CloudWatch), or a wrongly wired trigger would go unnoticed.
+    const keys = isObject(event) ? Object.keys(event).slice(0, 12).join(', ') : typeof event;
+    process.stderr.write(`maap: answered 400: ${request} (the event: ${keys || 'empty'})\n`);
+    return result(plainError(400, request), false, false);
+  }
   let answer: PlainResponse;
   try {
     answer = await plainAnswer(await app.fetch(request.lite.asRequest(), request.source));
