@@ -112,6 +112,7 @@ function countElements(
     );
   }
   let total = 1;
+  let empty = false;
   for (const [i, d] of shape.entries()) {
     const want = specShape[i] as number;
     if (want >= 0 && d !== want) {
@@ -121,15 +122,25 @@ function countElements(
     }
     if (d === 0 && limits.allowEmpty !== true)
       fail(`${where}: shape ${fmtShape(shape)} describes an empty tensor (dimension ${i} is 0)`);
-    total *= d;
+    if (d === 0) empty = true;
+    else total *= d;
   }
-  // A zero dimension makes the product 0 however large the others: compare with the limit only when non-empty.
+  // An empty tensor has 0 elements however large its other dimensions, but onnxruntime-node multiplies them all
+  // (in float64: beyond 2^53 the count is not exact, and Infinity × 0 is NaN).
+  if (empty && total > Number.MAX_SAFE_INTEGER) {
+    fail(
+      `${where}: shape ${fmtShape(shape)}: its dimensions other than 0 multiply to more than ${Number.MAX_SAFE_INTEGER}`,
+    );
+  }
+  if (empty) total = 0;
   const max = limits.maxElements ?? DEFAULT_MAX_ELEMENTS;
   if (used + total > max) {
     const sum = used > 0 ? `, which brings the request to ${used + total},` : ',';
-    fail(
-      `${where}: shape ${fmtShape(shape)} has ${plural(total, 'element')}${sum} more than the limit of ${max}`,
-    );
+    const count =
+      total > Number.MAX_SAFE_INTEGER
+        ? `more than ${Number.MAX_SAFE_INTEGER} elements`
+        : plural(total, 'element');
+    fail(`${where}: shape ${fmtShape(shape)} has ${count}${sum} more than the limit of ${max}`);
   }
   return total;
 }

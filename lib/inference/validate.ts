@@ -33,7 +33,7 @@ const name = z
 const requestInput = z.strictObject({
   name,
   shape: z
-    .array(z.number({ error: 'must be a number' }).check(z.int('must be an integer')), {
+    .array(z.number({ error: 'must be a number' }).check(z.int('must be an integer (of at most 2^53 - 1)')), {
       error: 'must be an array of integers',
     })
     .check(z.maxLength(64, 'must have at most 64 dimensions')),

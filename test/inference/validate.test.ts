@@ -86,6 +86,27 @@ describe('validateRequest: valid requests', () => {
     expect(rejection(body)).toBe('input "x": shape [0,3] describes an empty tensor (dimension 0 is 0)');
     expect(validateRequest(body, SIGNATURE, { allowEmpty: true }).feeds.x?.size).toBe(0);
   });
+
+  it('counts an empty tensor as 0 elements however large its other dimensions, up to 2^53 - 1 of them', () => {
+    const rank = 21;
+    const sig: Signature = {
+      inputs: [{ name: 'x', datatype: 'FP32', shape: new Array(rank).fill(-1) }],
+      outputs: SIGNATURE.outputs,
+    };
+    const empty = (dims: number[]) => ({ inputs: [{ name: 'x', datatype: 'FP32', shape: dims, data: [] }] });
+    const wide = [...new Array(rank - 1).fill(1), 0];
+    wide[0] = 2 ** 40;
+    expect(validateRequest(empty(wide), sig, { allowEmpty: true }).feeds.x?.size).toBe(0);
+    // Their product overflows (to Infinity, and Infinity × 0 is NaN): a 400, not onnxruntime's own error (a 500).
+    const huge = [...new Array(rank - 1).fill(2 ** 52), 0];
+    expect(rejection(empty(huge), { allowEmpty: true }, sig)).toMatch(
+      /^input "x": shape \[4503599627370496,.*,0\]: its dimensions other than 0 multiply to more than 9007199254740991$/,
+    );
+    // Without a zero, the count says how many there are beyond what it can count exactly.
+    expect(rejection(empty(new Array(rank).fill(2 ** 52)), { allowEmpty: true }, sig)).toMatch(
+      /has more than 9007199254740991 elements, more than the limit of \d+$/,
+    );
+  });
 });
 
 describe('validateRequest: each bad input is a 400 naming the problem', () => {

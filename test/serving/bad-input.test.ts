@@ -211,6 +211,10 @@ describe('inputs', () => {
     refused(400, /inputs\[1\]\.shape\[0\]: must be an integer/, {
       inputs: [features(), ids({ shape: [1.5] })],
     }));
+  it('a dimension beyond 2^53 - 1 (not an exact integer in JSON) → 400 saying so', () =>
+    refused(400, /inputs\[1\]\.shape\[0\]: must be an integer \(of at most 2\^53 - 1\)/, {
+      inputs: [features(), ids({ shape: [2 ** 53] })],
+    }));
   it('an unknown requested output → 400', () =>
     refused(400, /unknown output "nope": the model's outputs are "shifted"/, {
       ...valid(),
