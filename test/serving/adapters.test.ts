@@ -125,6 +125,20 @@ describe('the Lambda adapter', () => {
     expect(result.headers?.['content-type']).toBe('application/json');
   });
 
+  it.each(EVENT_KINDS)(
+    "answers with API Gateway's request id when the caller sent none, the caller's when it did (%s)",
+    async (kind) => {
+      const event = lambdaEvent(kind, { method: 'GET', path: '/v2/health/live' });
+      const gatewayId = (event.requestContext as { requestId: string }).requestId;
+      expect(headerOf(await invoke(event), 'x-request-id')).toBe(gatewayId);
+      (event.headers as Record<string, string>)['X-Request-Id'] = 'from-the-caller';
+      if (event.multiValueHeaders) {
+        (event.multiValueHeaders as Record<string, string[]>)['X-Request-Id'] = ['from-the-caller'];
+      }
+      expect(headerOf(await invoke(event), 'x-request-id')).toBe('from-the-caller');
+    },
+  );
+
   it("routes past an HTTP API's named stage, which leads rawPath, and nothing else", async () => {
     const staged = (stage: string, path: string) => {
       const event = lambdaEvent('http-api-v2', { method: 'GET', path });

@@ -32,6 +32,8 @@ export interface HttpEventV2 {
     readonly domainName?: string;
     /** `$default` for Function URLs and an HTTP API's default stage; a named stage also leads `rawPath`. */
     readonly stage?: string;
+    /** API Gateway's (or the Function URL's) id of the request: the answer's request id unless the caller sent one. */
+    readonly requestId?: string;
     readonly http: { readonly method: string };
   };
   readonly body?: string | null;
@@ -47,7 +49,7 @@ export interface HttpEventV1 {
   readonly multiValueHeaders?: Readonly<Record<string, readonly string[] | undefined>> | null;
   readonly queryStringParameters?: Readonly<Record<string, string | undefined>> | null;
   readonly multiValueQueryStringParameters?: Readonly<Record<string, readonly string[] | undefined>> | null;
-  readonly requestContext?: { readonly domainName?: string } | null;
+  readonly requestContext?: { readonly domainName?: string; readonly requestId?: string } | null;
   readonly body?: string | null;
   readonly isBase64Encoded?: boolean;
 }
@@ -162,6 +164,7 @@ function eventRequest(
     if (typeof method !== 'string' || typeof e.rawPath !== 'string') return unknownEvent;
     const headers = lowerCased(e.headers);
     if (e.cookies?.length) headers.cookie = e.cookies.join('; ');
+    withRequestId(headers, e.requestContext.requestId);
     const source = new EventRequestSource(headers, e.body, e.isBase64Encoded === true);
     const query = e.rawQueryString ? `?${e.rawQueryString}` : '';
     // An HTTP API serves a named stage under /<stage> and leaves that segment in rawPath (the default stage,
@@ -182,6 +185,7 @@ function eventRequest(
         if (values?.length) headers[name.toLowerCase()] = values.join(', ');
       }
     }
+    withRequestId(headers, e.requestContext?.requestId);
     const source = new EventRequestSource(headers, e.body, e.isBase64Encoded === true);
     return {
       // A REST API's `path` has no stage (its resource path), but a custom domain's base path stays in it.
@@ -196,6 +200,15 @@ function eventRequest(
     };
   }
   return unknownEvent;
+}
+
+/**
+ * Without an `x-request-id` from the caller, the answer carries API Gateway's id of the request (the one its access
+ * logs show), so that the two can be matched; the app still replaces an id it does not find sane.
+ */
+function withRequestId(headers: Record<string, string>, requestId: unknown): void {
+  if (headers['x-request-id'] === undefined && typeof requestId === 'string')
+    headers['x-request-id'] = requestId;
 }
 
 function lowerCased(
