@@ -5,7 +5,7 @@ import { MaapError, UsageError } from '../../lib/errors.ts';
 import { type LoadedModel, loadModel, type ModelSource } from '../../lib/inference/model.ts';
 import { validateRequest } from '../../lib/inference/validate.ts';
 import { type ModelRef, openRegistry, parseModelRef } from '../../lib/registry/index.ts';
-import { createApp } from '../../lib/serving/app.ts';
+import { createApp, DEFAULT_BODY_LIMIT } from '../../lib/serving/app.ts';
 import { ModelSlot } from '../../lib/serving/host.ts';
 import { inferenceResponse } from '../../lib/serving/protocol.ts';
 import { startServer } from '../../runtime/server.ts';
@@ -82,6 +82,7 @@ export function registerServeCommands(program: Command): void {
         port: opts.port ?? defaultPort(),
         host: opts.host,
         onShutdown: () => slot.close(),
+        bodyLimit: opts.bodyLimit || DEFAULT_BODY_LIMIT,
       });
       let loaded: LoadedModel;
       try {

@@ -228,6 +228,55 @@ describe('what Node answers itself (requests it cannot take to the app)', () => 
   });
 });
 
+describe('Expect: 100-continue', () => {
+  it('is answered 413 at once when the declared body is over the limit, 100 Continue otherwise', async () => {
+    const served = await serveFixture(mlpModel(), { pack: { name: 'mlp' } });
+    const { startServer } = await import('../../runtime/server.ts');
+    const { createApp } = await import('../../lib/serving/app.ts');
+    const quiet = { logRequest() {}, recordRequest() {}, flush() {} };
+    const running = await startServer({
+      app: createApp({ models: served.slot, logger: quiet, metrics: quiet, bodyLimit: 1000 }),
+      port: 0,
+      handleSignals: false,
+      bodyLimit: 1000,
+    });
+    const head = (length: number) =>
+      `POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\nExpect: 100-continue\r\n\r\n`;
+    const exchange = (length: number, body?: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = netConnect(running.port, '127.0.0.1', () => socket.write(head(length)));
+        let text = '';
+        socket.setEncoding('utf8');
+        socket.on('data', (d: string) => {
+          text += d;
+          if (
+            body !== undefined &&
+            text.startsWith('HTTP/1.1 100 Continue\r\n\r\n') &&
+            !text.includes('200')
+          ) {
+            socket.write(body);
+          }
+          if (/\r\n\r\n\{.*\}$/s.test(text)) socket.end();
+        });
+        socket.on('close', () => resolve(text));
+        socket.on('error', reject);
+      });
+    try {
+      const refused = await exchange(5000); // the body is never sent: the answer must not wait for it
+      expect(refused).toMatch(/^HTTP\/1\.1 413 /);
+      expect(refused).not.toMatch(/100 Continue/);
+      expect(refused).toMatch(/\r\nx-request-id: [0-9a-f-]{36}\r\n/i);
+      expect(refused).toMatch(/"error":"the request body is larger than the limit of 1000 bytes"/);
+      const payload = JSON.stringify(body);
+      const accepted = await exchange(Buffer.byteLength(payload), payload);
+      expect(accepted).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+    } finally {
+      await running.shutdown();
+      await served.close();
+    }
+  });
+});
+
 describe('hot swap', () => {
   it('moves new requests to the new model while an in-flight one finishes on the old, then closes the old', async () => {
     const gate = deferred();
