@@ -9,11 +9,12 @@ import { type S3GetConfig, type S3Object, s3ConfigFromEnv, s3Get } from '../../l
 
 /**
  * The predictor's S3 reads during the init, which Lambda ends after 10 s: S3 must start answering within 6 s over
- * all tries (it takes tens of milliseconds when reachable), and a transfer that stalls for 3 s fails, so that an
- * S3 out of reach (a VPC without an endpoint or NAT) ends the init with readiness 503 and the reason, instead of
- * Lambda cutting the init short and retrying it inside every invocation.
+ * all tries (it takes tens of milliseconds when reachable), so that an S3 out of reach (a VPC without an endpoint
+ * or NAT) ends the init with readiness 503 and the reason, instead of Lambda cutting the init short and retrying it
+ * inside every invocation. The transfer keeps s3Get's 30 s of inactivity: the early GET's body waits, unread,
+ * while the modules load, and a shorter stall bound would cut it off on a slow start.
  */
-export const INIT_S3_TIMEOUTS = { answerWithinMs: 6_000, timeoutMs: 3_000 } as const;
+export const INIT_S3_TIMEOUTS = { answerWithinMs: 6_000 } as const;
 
 /** The S3 settings of the environment, with the init's timeouts. */
 export function initS3Config(env: NodeJS.ProcessEnv): S3GetConfig {
@@ -50,7 +51,12 @@ export function prefetchPackage(env: NodeJS.ProcessEnv = process.env): Prefetch 
   const uri = `s3://${bucket}${prefix ? `/${prefix}` : ''}`;
   const key = `${name}/${version}.maap`;
   const object: Promise<S3Object> = s3Get(bucket, prefix ? `${prefix}/${key}` : key, config);
-  object.catch(() => {}); // the taker sees the error; nobody else must
+  // The taker sees an error; until it takes the body, nobody else may (an 'error' without a listener would end the
+  // process): the GET's failure is caught here, and so is the body's, which the taker finds on the stream.
+  object.then(
+    (o) => o.body.on('error', () => {}),
+    () => {},
+  );
   let taken = false;
   return {
     uri,
@@ -58,7 +64,10 @@ export function prefetchPackage(env: NodeJS.ProcessEnv = process.env): Prefetch 
     take(wantedUri, wantedKey) {
       if (taken || wantedUri !== uri || wantedKey !== key) return undefined;
       taken = true;
-      return object.then((o) => o.body);
+      return object.then((o) => {
+        if (o.body.errored) throw o.body.errored; // broke before it was taken
+        return o.body;
+      });
     },
     discard() {
       if (taken) return;

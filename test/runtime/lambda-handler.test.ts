@@ -1,4 +1,6 @@
 import { mkdir } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -407,13 +409,46 @@ describe('the predictor bundle', () => {
 });
 
 describe("the init's S3 reads", () => {
-  it("are bounded inside Lambda's 10 s init: S3 must answer within 6 s over all tries, and a stall of 3 s fails", () => {
+  it("wait for S3's answer within Lambda's 10 s init, and leave the transfer s3Get's own bound", () => {
     const env = { AWS_ACCESS_KEY_ID: 'AKID', AWS_SECRET_ACCESS_KEY: 'secret', AWS_REGION: 'eu-west-1' };
     const config = initS3Config(env);
-    expect(config).toMatchObject({ region: 'eu-west-1', answerWithinMs: 6_000, timeoutMs: 3_000 });
+    expect(config).toMatchObject({ region: 'eu-west-1', answerWithinMs: 6_000 });
     expect(config.credentials).toEqual({ accessKeyId: 'AKID', secretAccessKey: 'secret' });
-    // What s3Get's own tests show these bounds do (answerWithinMs over tries, timeoutMs of stall) must fit in 10 s.
+    // What s3Get's own tests show answerWithinMs does (a bound over all tries) must fit in 10 s with the rest.
     expect((config.answerWithinMs ?? Number.POSITIVE_INFINITY) + 1_000).toBeLessThan(10_000);
+    // The early GET's body waits unread while the modules load: no short stall bound may cut it off meanwhile.
+    expect(config.timeoutMs).toBeUndefined();
+  });
+
+  it('keep an early GET whose body breaks before it is taken from ending the process, and hand over the error', async () => {
+    const server = createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-length': '100000' });
+      res.write(Buffer.alloc(1000));
+      setTimeout(() => res.destroy(), 20); // the connection breaks mid-body
+    });
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const prefetch = prefetchPackage({
+        AWS_ACCESS_KEY_ID: 'AKID',
+        AWS_SECRET_ACCESS_KEY: 'secret',
+        AWS_REGION: 'eu-west-1',
+        MAAP_S3_ENDPOINT: `http://127.0.0.1:${port}`,
+        MAAP_REGISTRY: 's3://maap-test/models',
+        MAAP_MODEL: 'mlp',
+        MAAP_MODEL_VERSION: '1.0.0',
+      });
+      expect(prefetch).toBeDefined();
+      await new Promise((wait) => setTimeout(wait, 200)); // broken by now, and nothing has taken it
+      const taken = prefetch?.take('s3://maap-test/models', 'mlp/1.0.0.maap');
+      await expect(taken).rejects.toThrow(
+        /reading s3:\/\/maap-test\/models\/mlp\/1\.0\.0\.maap failed after 1000 bytes/,
+      );
+    } finally {
+      server.closeAllConnections();
+      await new Promise((ok) => server.close(ok));
+    }
   });
 });
 
