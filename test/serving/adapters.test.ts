@@ -15,6 +15,7 @@ import {
 } from '../../lib/serving/adapters/lambda.ts';
 import { nodeListener } from '../../lib/serving/adapters/node.ts';
 import { createApp, type PredictorApp } from '../../lib/serving/app.ts';
+import { PlainResponse } from '../../lib/serving/exchange.ts';
 import { ModelSlot } from '../../lib/serving/host.ts';
 import { createRequestLog } from '../../lib/telemetry/request-log.ts';
 import { createRequestMetrics } from '../../lib/telemetry/request-metrics.ts';
@@ -429,6 +430,45 @@ describe('the Node adapter', () => {
       } finally {
         closing.closeAllConnections();
         await new Promise((ok) => closing.close(ok));
+      }
+    });
+
+    it('answers a 500 when a header the app made is refused, also when the answer waited for the body to be dropped', async () => {
+      const broken = {
+        fetch: () =>
+          new PlainResponse(
+            400,
+            { 'content-type': 'application/json', 'x-bad': 'a\r\nb' },
+            '{}',
+          ).asResponse(),
+      };
+      for (const closeConnection of [false, true]) {
+        const server = createServer(nodeListener(broken, { closeConnection: () => closeConnection }));
+        await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+        const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+        try {
+          const text = await new Promise<string>((resolve, reject) => {
+            const socket = connect((server.address() as AddressInfo).port, '127.0.0.1', () => {
+              socket.write(
+                `POST ${INFER} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n`,
+              );
+              setTimeout(() => socket.end('0\r\n\r\n'), 50); // the body ends after the answer is ready
+            });
+            let answer = '';
+            socket.setEncoding('utf8');
+            socket.on('data', (d: string) => {
+              answer += d;
+            });
+            socket.on('close', () => resolve(answer));
+            socket.on('error', reject);
+          });
+          expect(text).toMatch(/^HTTP\/1\.1 500 Internal Server Error\r\n/);
+          expect(text).toMatch(/\r\n\r\n\{"error":"internal server error"\}/);
+        } finally {
+          stderr.mockRestore();
+          server.closeAllConnections();
+          await new Promise((ok) => server.close(ok));
+        }
       }
     });
 

@@ -10,7 +10,7 @@
  * connection under it (an EPIPE instead of the 413). A body declared larger than that is answered with
  * `Connection: close`, and a client that sends more than that anyway is cut off.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import { InferenceRequestError } from '../../errors.ts';
 import {
   type FetchHandler,
@@ -119,8 +119,12 @@ function send(
   // Ending the connection with body bytes unread would reset it under a client still sending (see `rest`).
   if (closes && source.rest !== undefined) {
     source.rest.then(() => {
-      res.writeHead(answer.status, headers);
-      res.end(answer.body);
+      try {
+        res.writeHead(answer.status, headers);
+        res.end(answer.body);
+      } catch (err) {
+        fail(res, err, true); // writeHead refused a header or status the app made
+      }
     });
     return;
   }
@@ -135,7 +139,8 @@ function fail(res: ServerResponse, err: unknown, close: boolean): void {
     res.destroy();
     return;
   }
-  res.writeHead(answer.status, {
+  // The status text too: a writeHead that threw (a header refused) may already have set it for its own status.
+  res.writeHead(answer.status, STATUS_CODES[answer.status] ?? 'Error', {
     ...answer.headers,
     'content-length': String(Buffer.byteLength(answer.body)),
     ...(close ? { connection: 'close' } : {}),
@@ -198,6 +203,7 @@ class NodeRequestSource implements RequestSource {
         if (size <= limit) chunks.push(chunk);
         else {
           settled = true;
+          chunks.length = 0; // not held while the rest is dropped
           this.#overflowed = true; // the rest is read and dropped, up to drainBytes
           this.rest = this.ended();
           this.drop(size - limit);
