@@ -26,7 +26,14 @@ import { onExit, stdoutLines } from '../telemetry/output.ts';
 import { createRequestLog } from '../telemetry/request-log.ts';
 import { createRequestMetrics } from '../telemetry/request-metrics.ts';
 import type { Operation, RequestLog, RequestMetrics, RequestRecord } from '../telemetry/request-record.ts';
-import { appPath, PlainResponse, type RequestSource, requestSource, tooLarge } from './exchange.ts';
+import {
+  type AnswerLimit,
+  appPath,
+  PlainResponse,
+  type RequestSource,
+  requestSource,
+  tooLarge,
+} from './exchange.ts';
 import type { ModelHost } from './host.ts';
 import { checkContentType, clip, errorAnswer, MethodNotAllowedError, requestIdFrom } from './http.ts';
 import {
@@ -58,12 +65,12 @@ export interface AppOptions {
   /** Server version reported by `GET /v2`. @default maap's package version */
   readonly version?: string;
   /**
-   * The largest inference answer the channel carries (Lambda's response payload limit): a bigger one is a 413 that
-   * says so, logged as such, instead of an answer the channel would drop. `size` measures an answer body as the
-   * channel carries it.
+   * The largest inference answer the channel carries: a bigger one is a 413 that says so, logged as such, instead
+   * of an answer the channel would drop. An adapter's `RequestSource` may set its own per request (the Lambda
+   * adapter does: 6 MB for a Function URL or API Gateway, 1 MB behind a load balancer), which wins.
    * @default - no limit (the Node server streams any size)
    */
-  readonly answerLimit?: { readonly bytes: number; readonly size: (body: string) => number };
+  readonly answerLimit?: AnswerLimit;
   /**
    * Hand requests to the log and metrics in batches, once per event-loop turn, after the responses went out,
    * instead of one by one before each response. @default true when the app builds its own telemetry (the Node
@@ -299,7 +306,8 @@ export function createApp(options: AppOptions): PredictorApp {
       x.batchSize = request.batchSize;
       const outputs = await model.run(request);
       const answer = JSON.stringify(inferenceResponse(model, request.id, outputs));
-      if (answerLimit !== undefined) checkAnswerSize(answer, answerLimit);
+      const limit = x.source?.answerLimit ?? answerLimit;
+      if (limit !== undefined) checkAnswerSize(answer, limit);
       return json(x, 200, answer);
     },
   );
@@ -412,7 +420,7 @@ async function readWebBody(body: ReadableStream<Uint8Array> | null, limit: numbe
   return bytes;
 }
 
-function checkAnswerSize(answer: string, limit: NonNullable<AppOptions['answerLimit']>): void {
+function checkAnswerSize(answer: string, limit: AnswerLimit): void {
   const size = limit.size(answer);
   if (size <= limit.bytes) return;
   const mb = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;

@@ -32,6 +32,14 @@ export interface RequestSource {
   headerEntries(): Iterable<[string, string]>;
   /** The whole body; rejects with PayloadTooLargeError as soon as it is known to exceed `limit` bytes. */
   body(limit: number): Promise<Uint8Array>;
+  /** The largest answer this request's channel carries, if it has a limit (see the app's `answerLimit`). */
+  readonly answerLimit?: AnswerLimit;
+}
+
+/** The largest answer body a channel carries: `bytes`, as `size` measures a body the way the channel carries it. */
+export interface AnswerLimit {
+  readonly bytes: number;
+  readonly size: (body: string) => number;
 }
 
 /** The `RequestSource` in hono's `env`, if an adapter passed one. */

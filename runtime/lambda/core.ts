@@ -10,7 +10,6 @@ import type { LoadedModel, LoadOptions } from '../../lib/inference/model.ts';
 import { ModelUnavailableError } from '../../lib/inference/model-errors.ts';
 import {
   handleLambdaEvent,
-  LAMBDA_ANSWER_LIMIT,
   type LambdaHttpResult,
   normalBasePath,
 } from '../../lib/serving/adapters/lambda.ts';
@@ -91,7 +90,6 @@ export async function createPredictor(options: PredictorOptions = {}): Promise<P
     logger: requestLog,
     metrics,
     ...(options.bodyLimit ? { bodyLimit: options.bodyLimit } : {}),
-    answerLimit: LAMBDA_ANSWER_LIMIT,
   });
   const basePath = normalBasePath(options.basePath ?? env.MAAP_BASE_PATH ?? '');
   return { app, slot, logger, metrics, init, basePath };

@@ -10,8 +10,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type LoadedModel, loadModel } from '../../lib/inference/model.ts';
 import {
   handleLambdaEvent,
-  LAMBDA_ANSWER_LIMIT,
   LAMBDA_RESPONSE_BYTES,
+  lambdaAnswerLimit,
 } from '../../lib/serving/adapters/lambda.ts';
 import { nodeListener } from '../../lib/serving/adapters/node.ts';
 import { createApp, type PredictorApp } from '../../lib/serving/app.ts';
@@ -678,7 +678,7 @@ describe("an answer over Lambda's response limit", () => {
   });
 
   it('is measured as the result carries it: a JSON string, quotes, backslashes and control characters escaped', () => {
-    const { size } = LAMBDA_ANSWER_LIMIT;
+    const { size } = lambdaAnswerLimit(LAMBDA_RESPONSE_BYTES);
     expect(size('{"a":1}')).toBe(7); // short: fits however it is escaped
     const long = `${'"\\\u0001é'.repeat(300_000)}`;
     expect(size(long)).toBe(Buffer.byteLength(JSON.stringify(long)) - 2);
@@ -691,7 +691,6 @@ describe("an answer over Lambda's response limit", () => {
       models: new ModelSlot({ model: identity }),
       logger: createRequestLog({ sink: (line) => lines.push(JSON.parse(line)) }),
       metrics: createRequestMetrics({ sink: () => {} }),
-      answerLimit: LAMBDA_ANSWER_LIMIT,
     });
     // 0.1 as FP32 comes back as 0.10000000149011612: 390,000 of them are ~7.8 MB of answer from a 1.6 MB request.
     const n = 390_000;
@@ -704,6 +703,24 @@ describe("an answer over Lambda's response limit", () => {
     );
     expect(Buffer.byteLength(JSON.stringify(result))).toBeLessThan(LAMBDA_RESPONSE_BYTES);
     expect(lines.at(-1)).toMatchObject({ status: 413, error_message: bodyOf(result).error });
+    // Behind a load balancer (an ALB takes 1 MB of response JSON), 1.5 MB of answer is too much already.
+    const albBody = {
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [75_000], data: new Array(75_000).fill(0.1) }],
+    };
+    const alb = lambdaEvent('rest-api-v1', { method: 'POST', path: '/v2/models/echo/infer', body: albBody });
+    delete alb.multiValueHeaders;
+    alb.requestContext = {
+      elb: { targetGroupArn: 'arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/m/1' },
+    };
+    const albResult = (await handleLambdaEvent(limited, alb)) as Result;
+    expect(albResult.statusCode).toBe(413);
+    expect(bodyOf(albResult).error).toMatch(
+      /^the answer would be 1\.4 MiB \(\d+ bytes\), over the 1\.0 MiB /,
+    );
+    expect(lines.at(-1)).toMatchObject({ status: 413 });
+    // The same answer fits through a Function URL.
+    const url = lambdaEvent('function-url', { method: 'POST', path: '/v2/models/echo/infer', body: albBody });
+    expect(((await handleLambdaEvent(limited, url)) as Result).statusCode).toBe(200);
     // Under the limit, the same app answers.
     const small = lambdaEvent('function-url', {
       method: 'POST',

@@ -10,6 +10,7 @@
  */
 import { InferenceRequestError } from '../../errors.ts';
 import {
+  type AnswerLimit,
   type FetchHandler,
   faultAnswer,
   LiteRequest,
@@ -82,21 +83,28 @@ export interface LambdaAdapterOptions {
 
 /** Lambda's limit on a synchronous invocation's response payload: the JSON of the result, body included. */
 export const LAMBDA_RESPONSE_BYTES = 6 * 1024 * 1024;
+/** An Application Load Balancer takes at most 1 MB of response JSON from a Lambda target. */
+export const ALB_RESPONSE_BYTES = 1_000_000;
 /** What a result needs besides its body: status, headers (the request id is at most 128 characters), flags. */
 const RESULT_ENVELOPE_BYTES = 1024;
 
 /**
- * The largest answer body a Lambda result can carry, measured as the result carries it (a JSON string: quotes and
- * backslashes escaped, control characters as \u escapes), for the app's `answerLimit`.
+ * The largest answer body a result of `responseBytes` can carry, measured as the result carries it (a JSON string:
+ * quotes and backslashes escaped, control characters as \u escapes): the `answerLimit` of an event's request.
  */
-export const LAMBDA_ANSWER_LIMIT = {
-  bytes: LAMBDA_RESPONSE_BYTES - RESULT_ENVELOPE_BYTES,
-  size(body: string): number {
-    // At most 6 bytes per UTF-16 unit (a \u escape): a body short enough fits however it is escaped.
-    if (body.length * 6 <= LAMBDA_RESPONSE_BYTES - RESULT_ENVELOPE_BYTES) return body.length;
-    return Buffer.byteLength(JSON.stringify(body)) - 2;
-  },
-} as const;
+export function lambdaAnswerLimit(responseBytes: number): AnswerLimit {
+  const bytes = responseBytes - RESULT_ENVELOPE_BYTES;
+  return {
+    bytes,
+    size(body: string): number {
+      // At most 6 bytes per UTF-16 unit (a \u escape): a body short enough fits however it is escaped.
+      if (body.length * 6 <= bytes) return body.length;
+      return Buffer.byteLength(JSON.stringify(body)) - 2;
+    },
+  };
+}
+const LAMBDA_ANSWER_LIMIT = lambdaAnswerLimit(LAMBDA_RESPONSE_BYTES);
+const ALB_ANSWER_LIMIT = lambdaAnswerLimit(ALB_RESPONSE_BYTES);
 
 /** Serves one event through `app`; never throws (a malformed event is a 400 result, a fault a 500). */
 export async function handleLambdaEvent(
@@ -165,7 +173,7 @@ function eventRequest(
     const headers = lowerCased(e.headers);
     if (e.cookies?.length) headers.cookie = e.cookies.join('; ');
     withRequestId(headers, e.requestContext.requestId);
-    const source = new EventRequestSource(headers, e.body, e.isBase64Encoded === true);
+    const source = new EventRequestSource(headers, e.body, e.isBase64Encoded === true, LAMBDA_ANSWER_LIMIT);
     const query = e.rawQueryString ? `?${e.rawQueryString}` : '';
     // An HTTP API serves a named stage under /<stage> and leaves that segment in rawPath (the default stage,
     // `$default`, and Function URLs have none).
@@ -186,7 +194,13 @@ function eventRequest(
       }
     }
     withRequestId(headers, e.requestContext?.requestId);
-    const source = new EventRequestSource(headers, e.body, e.isBase64Encoded === true);
+    const behindAlb = isObject(e.requestContext) && 'elb' in e.requestContext;
+    const source = new EventRequestSource(
+      headers,
+      e.body,
+      e.isBase64Encoded === true,
+      behindAlb ? ALB_ANSWER_LIMIT : LAMBDA_ANSWER_LIMIT,
+    );
     return {
       // A REST API's `path` has no stage (its resource path), but a custom domain's base path stays in it.
       lite: new LiteRequest(
@@ -249,6 +263,7 @@ class EventRequestSource implements RequestSource {
     private readonly headers: Record<string, string>,
     private readonly rawBody: string | null | undefined,
     private readonly base64: boolean,
+    readonly answerLimit: AnswerLimit,
   ) {}
 
   header(name: string): string | undefined {
