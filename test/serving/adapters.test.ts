@@ -22,7 +22,7 @@ import { createRequestMetrics } from '../../lib/telemetry/request-metrics.ts';
 import { type RunningServer, startServer } from '../../runtime/server.ts';
 import { identityModel, mlpModel } from '../fixtures/models.ts';
 import { packFixture, tempDir } from '../helpers/packages.ts';
-import { EVENT_KINDS, lambdaEvent } from '../runtime/lambda-events.ts';
+import { EVENT_KINDS, type EventKind, lambdaEvent } from '../runtime/lambda-events.ts';
 import { EXPECTED, INFER_REQUEST } from '../runtime/mlp-registry.ts';
 import { deferred } from './harness.ts';
 
@@ -151,13 +151,28 @@ describe('the Lambda adapter', () => {
     // A custom domain reaches a named stage without the segment; `$default` never has one.
     expect((await staged('prod', '/v2/health/ready')).statusCode).toBe(200);
     expect((await staged('$default', '/v2/health/ready')).statusCode).toBe(200);
+    // On a custom domain the stage is mapped, not in the path: a stage named like a route segment stays put.
+    const mapped = lambdaEvent('http-api-v2', { method: 'GET', path: '/v2/health/ready' });
+    Object.assign(mapped.requestContext as Record<string, unknown>, {
+      stage: 'v2',
+      domainName: 'api.example.com',
+    });
+    expect((await invoke(mapped)).statusCode).toBe(200);
     const other = await staged('prod', '/production/v2/health/ready');
     expect(other.statusCode).toBe(404);
     expect(bodyOf(other).error).toMatch(/no such endpoint: GET \/production\/v2\/health\/ready/);
   });
 
+  /** An event of `kind` as a custom domain (or CloudFront, for a Function URL) passes it on. */
+  const onCustomDomain = (kind: EventKind, call: Parameters<typeof lambdaEvent>[1]) => {
+    const event = lambdaEvent(kind, call);
+    if (kind !== 'function-url')
+      (event.requestContext as Record<string, unknown>).domainName = 'api.example.com';
+    return event;
+  };
+
   it.each(EVENT_KINDS)("routes past a custom domain's base path given as basePath (%s)", async (kind) => {
-    const event = lambdaEvent(kind, { method: 'POST', path: `/ml${INFER}`, body: INFER_REQUEST });
+    const event = onCustomDomain(kind, { method: 'POST', path: `/ml${INFER}`, body: INFER_REQUEST });
     expect((await invoke(event)).statusCode).toBe(404);
     for (const basePath of ['/ml', 'ml/', '/ml/']) {
       const served = (await handleLambdaEvent(app, event, { basePath })) as Result;
@@ -165,11 +180,22 @@ describe('the Lambda adapter', () => {
       for (const [i, v] of EXPECTED.entries()) expect(bodyOf(served).outputs?.[0]?.data[i]).toBeCloseTo(v, 5);
     }
     // Only a whole leading segment is removed, and a path without it is routed as it is.
-    const mlx = lambdaEvent(kind, { method: 'GET', path: '/mlx/v2/health/ready' });
+    const mlx = onCustomDomain(kind, { method: 'GET', path: '/mlx/v2/health/ready' });
     expect(((await handleLambdaEvent(app, mlx, { basePath: '/ml' })) as Result).statusCode).toBe(404);
-    const plain = lambdaEvent(kind, { method: 'GET', path: '/v2/health/ready' });
+    const plain = onCustomDomain(kind, { method: 'GET', path: '/v2/health/ready' });
     expect(((await handleLambdaEvent(app, plain, { basePath: '/ml' })) as Result).statusCode).toBe(200);
   });
+
+  it.each(['http-api-v2', 'rest-api-v1'] as const)(
+    "keeps the base path on API Gateway's own host, where routes and their authorizers matched that path (%s)",
+    async (kind) => {
+      const event = lambdaEvent(kind, { method: 'GET', path: '/ml/v2/health/ready' });
+      expect(String((event.requestContext as Record<string, unknown>).domainName)).toMatch(/\.execute-api\./);
+      const result = (await handleLambdaEvent(app, event, { basePath: '/ml' })) as Result;
+      expect(result.statusCode).toBe(404);
+      expect(bodyOf(result).error).toMatch(/no such endpoint: GET \/ml\/v2\/health\/ready/);
+    },
+  );
 
   it('decodes a base64 body, and refuses one that is not base64 with a 400', async () => {
     const event = lambdaEvent('http-api-v2', { method: 'POST', path: INFER, body: INFER_REQUEST });

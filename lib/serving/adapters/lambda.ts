@@ -74,8 +74,9 @@ export interface LambdaAdapterOptions {
   /**
    * A path in front of the routes that the function does not see past: the base path of a custom domain's API
    * mapping (`/ml` when https://api.example.com/ml/v2/health/ready reaches the function as `/ml/v2/health/ready`).
-   * Removed from a request path that starts with it; other paths are routed as they are. An HTTP API's named stage
-   * (`/prod/v2/...` on its execute-api URL) is removed without it.
+   * Removed from a request path that starts with it, except on API Gateway's own execute-api host (where there is
+   * no base path); other paths are routed as they are. An HTTP API's named stage (`/prod/v2/...` on its
+   * execute-api URL) is removed without it.
    * @default - none
    */
   readonly basePath?: string;
@@ -151,6 +152,17 @@ export function normalBasePath(path: string): string | undefined {
   return trimmed.startsWith('/') ? trimmed : `/${trimmed}`;
 }
 
+/**
+ * Whether a request came to API Gateway's own execute-api host (true), another host (false: a custom domain, a
+ * Function URL, maybe behind CloudFront), or the event does not say (undefined). A base path is removed only off
+ * the execute-api host: there the path is the one API Gateway matched its routes (and their authorizers) against,
+ * and a route reached under the base path must not be served as another.
+ */
+function gatewayHost(domainName: unknown): boolean | undefined {
+  if (typeof domainName !== 'string') return undefined;
+  return /\.execute-api\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?$/.test(domainName);
+}
+
 /** `path` without the leading `prefix` segment(s), when it starts with them. */
 function withoutPrefix(path: string, prefix: string | undefined): string {
   if (prefix === undefined || !path.startsWith(prefix)) return path;
@@ -175,12 +187,17 @@ function eventRequest(
     withRequestId(headers, e.requestContext.requestId);
     const source = new EventRequestSource(headers, e.body, e.isBase64Encoded === true, LAMBDA_ANSWER_LIMIT);
     const query = e.rawQueryString ? `?${e.rawQueryString}` : '';
-    // An HTTP API serves a named stage under /<stage> and leaves that segment in rawPath (the default stage,
-    // `$default`, and Function URLs have none).
+    // On its execute-api host, an HTTP API serves a named stage under /<stage> and leaves that segment in rawPath
+    // (the default stage, `$default`, and Function URLs have none; a custom domain maps a stage without it).
     const stage = e.requestContext.stage;
-    const staged = stage && stage !== '$default' ? withoutPrefix(e.rawPath, `/${stage}`) : e.rawPath;
+    const onGateway = gatewayHost(e.requestContext.domainName);
+    const staged =
+      stage && stage !== '$default' && onGateway !== false
+        ? withoutPrefix(e.rawPath, `/${stage}`)
+        : e.rawPath;
+    const path = onGateway === true ? staged : withoutPrefix(staged, basePath);
     return {
-      lite: new LiteRequest(method, targetOf(withoutPrefix(staged, basePath), query), source, ORIGIN),
+      lite: new LiteRequest(method, targetOf(path, query), source, ORIGIN),
       source,
       multiValue: false,
     };
@@ -205,7 +222,10 @@ function eventRequest(
       // A REST API's `path` has no stage (its resource path), but a custom domain's base path stays in it.
       lite: new LiteRequest(
         e.httpMethod,
-        targetOf(withoutPrefix(e.path, basePath), queryV1(e)),
+        targetOf(
+          gatewayHost(e.requestContext?.domainName) === true ? e.path : withoutPrefix(e.path, basePath),
+          queryV1(e),
+        ),
         source,
         ORIGIN,
       ),
