@@ -318,6 +318,8 @@ export function describeBadElement(v: unknown, info: DatatypeInfo): string {
     case 'fp16':
     case 'fp32':
     case 'fp64':
+      if (typeof v === 'number' && Number.isNaN(v))
+        return `is NaN, not a JSON number; send "NaN" as a string if that is meant`;
       if (typeof v === 'number' && v - v !== 0)
         return `is ${got}, a number beyond the range of ${datatype} (a literal such as 1e400 reads as Infinity); send "NaN", "Infinity" or "-Infinity" as a string if that is meant`;
       if (typeof v === 'number') return `is ${got}, out of range for ${datatype}`;

@@ -138,8 +138,11 @@ export function plainError(status: number, message: string): PlainResponse {
 
 /** The last resort, when the app threw past its own error handling: logged with its stack, answered 500. */
 export function faultAnswer(err: unknown): PlainResponse {
-  process.stderr.write(`maap: request failed: ${(err as Error)?.stack ?? String(err)}\n`);
-  return plainError(500, 'internal server error');
+  const answer = plainError(500, 'internal server error');
+  process.stderr.write(
+    `maap: request ${answer.headers['x-request-id']} failed: ${(err as Error)?.stack ?? String(err)}\n`,
+  );
+  return answer;
 }
 
 export function tooLarge(limit: number): PayloadTooLargeError {

@@ -75,10 +75,14 @@ describe('the Lambda adapter', () => {
     async (_what, event) => {
       const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
       let result: Result;
+      let line = '';
       try {
         result = await invoke(event);
+        line = String(stderr.mock.calls[0]?.[0]);
         expect(stderr).toHaveBeenCalledWith(
-          expect.stringMatching(/^maap: answered 400: not an HTTP event: .* \(the event: .*\)\n$/),
+          expect.stringMatching(
+            /^maap: request [0-9a-f-]{36} answered 400: not an HTTP event: .* \(the event: .*\)\n$/,
+          ),
         );
       } finally {
         stderr.mockRestore();
@@ -86,6 +90,8 @@ describe('the Lambda adapter', () => {
       expect(result.statusCode).toBe(400);
       expect(headerOf(result, 'content-type')).toBe('application/json');
       expect(headerOf(result, 'x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+      // The line on stderr names the same request id as the answer.
+      expect(line).toContain(`request ${headerOf(result, 'x-request-id')} answered`);
       expect(bodyOf(result).error).toMatch(/^not an HTTP event: .*Function URL.*HTTP API.*REST API/);
     },
   );

@@ -121,9 +121,12 @@ export async function handleLambdaEvent(
   }
   if (typeof request === 'string') {
     // No request to log: say it on stderr (CloudWatch), or a wrongly wired trigger would go unnoticed.
-    const keys = isObject(event) ? Object.keys(event).slice(0, 12).join(', ') : typeof event;
-    process.stderr.write(`maap: answered 400: ${request} (the event: ${keys || 'empty'})\n`);
-    return result(plainError(400, request), false, false);
+    const keys = isObject(event) ? Object.keys(event).slice(0, 12).join(', ').slice(0, 300) : typeof event;
+    const answer = plainError(400, request);
+    process.stderr.write(
+      `maap: request ${answer.headers['x-request-id']} answered 400: ${request} (the event: ${keys || 'empty'})\n`,
+    );
+    return result(answer, false, false);
   }
   let answer: PlainResponse;
   try {
