@@ -3,7 +3,7 @@
  * process (model from a folder registry) answering `maap predict <url>`, then exiting 0 on SIGTERM.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { inferUrl } from '../../bin/commands/serve.ts';
@@ -161,6 +161,19 @@ describe('maap serve (a child process) and maap predict <url>', () => {
     const unknown = await run('predict', url, '--model', 'nope', '--input', requestFile);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain('answered 404: unknown model "nope"');
+  });
+
+  it('gets predict the 413 for a body over the limit, not a reset while it is still sending (EPIPE)', async () => {
+    const big = join(dir, 'big.json');
+    const request = JSON.parse(await readFile(requestFile, 'utf8')) as Record<string, unknown>;
+    await writeFile(big, JSON.stringify({ ...request, id: 'x'.repeat(7 * 1024 * 1024) }));
+    for (let i = 0; i < 3; i++) {
+      const over = await run('predict', url, '--model', 'fraud', '--input', big);
+      expect(over.stderr).toContain(
+        'answered 413: the request body is larger than the limit of 6291456 bytes',
+      );
+      expect(over.code).toBe(1);
+    }
   });
 
   it('shuts down and exits 0 on SIGTERM', async () => {
