@@ -65,13 +65,6 @@ export interface AppOptions {
   /** Server version reported by `GET /v2`. @default maap's package version */
   readonly version?: string;
   /**
-   * The largest inference answer the channel carries: a bigger one is a 413 that says so, logged as such, instead
-   * of an answer the channel would drop. An adapter's `RequestSource` may set its own per request (the Lambda
-   * adapter does: 6 MB for a Function URL or API Gateway, 1 MB behind a load balancer), which wins.
-   * @default - no limit (the Node server streams any size)
-   */
-  readonly answerLimit?: AnswerLimit;
-  /**
    * Hand requests to the log and metrics in batches, once per event-loop turn, after the responses went out,
    * instead of one by one before each response. @default true when the app builds its own telemetry (the Node
    * server), false when `logger` or `metrics` are given (Lambda flushes its metrics right after the response)
@@ -146,7 +139,6 @@ function exchange(c: C, operation: Operation): Exchange {
 export function createApp(options: AppOptions): PredictorApp {
   const { models } = options;
   const maxBody = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
-  const answerLimit = options.answerLimit;
   const logger = options.logger ?? createRequestLog({ output: stdoutLines() });
   const metrics = options.metrics ?? createRequestMetrics({ output: stdoutLines() });
   const serverMetadata = serverMetadataBody(options.version ?? SERVER_VERSION);
@@ -306,7 +298,9 @@ export function createApp(options: AppOptions): PredictorApp {
       x.batchSize = request.batchSize;
       const outputs = await model.run(request);
       const answer = JSON.stringify(inferenceResponse(model, request.id, outputs));
-      const limit = x.source?.answerLimit ?? answerLimit;
+      // The channel's own limit on an answer (Lambda's response payload): a bigger answer is a 413 that says so,
+      // logged as such, instead of one the channel would drop.
+      const limit = x.source?.answerLimit;
       if (limit !== undefined) checkAnswerSize(answer, limit);
       return json(x, 200, answer);
     },

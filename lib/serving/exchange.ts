@@ -32,7 +32,10 @@ export interface RequestSource {
   headerEntries(): Iterable<[string, string]>;
   /** The whole body; rejects with PayloadTooLargeError as soon as it is known to exceed `limit` bytes. */
   body(limit: number): Promise<Uint8Array>;
-  /** The largest answer this request's channel carries, if it has a limit (see the app's `answerLimit`). */
+  /**
+   * The largest inference answer this request's channel carries, if it has a limit: a bigger one is answered 413
+   * (the Lambda adapter's: 6 MB for a Function URL or API Gateway, 1 MB behind a load balancer).
+   */
   readonly answerLimit?: AnswerLimit;
 }
 
