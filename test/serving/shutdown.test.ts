@@ -89,6 +89,43 @@ describe('graceful shutdown', () => {
     await served.close();
   });
 
+  it('does not run a request pipelined behind the in-flight one: that answer ends the connection', async () => {
+    const gate = deferred();
+    const entered = deferred();
+    let runs = 0;
+    const served = await serveFixture(mlpModel(), {
+      pack: { name: 'mlp' },
+      wrap: (model) =>
+        gateSession(model, gate.promise, () => {
+          runs++;
+          entered.resolve();
+        }),
+    });
+    const payload = JSON.stringify(body);
+    const one = (id: string) =>
+      `POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(payload.replace('slow', id))}\r\n\r\n${payload.replace('slow', id)}`;
+    const { port } = new URL(served.url);
+    const answered = new Promise<string>((resolve, reject) => {
+      const socket = netConnect(Number(port), '127.0.0.1', () => socket.write(one('first') + one('second')));
+      let text = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (d: string) => (text += d));
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+    });
+    await entered.promise; // the first is inside the model run, the second queued behind it
+    const stopped = served.running.shutdown();
+    gate.resolve();
+    const text = await answered;
+    await stopped;
+    expect(text.match(/HTTP\/1\.1 /g)).toHaveLength(1);
+    expect(text).toMatch(/\r\nconnection: close\r\n/i);
+    expect(text).toContain('"id":"first"');
+    expect(runs).toBe(1); // the second never ran
+    await served.close();
+  });
+
   it('cuts off a request still running when the timeout expires', async () => {
     const never = deferred();
     const entered = deferred();

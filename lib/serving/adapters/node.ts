@@ -51,7 +51,7 @@ export function nodeListener(
   const fetch = app.fetch.bind(app);
   const closing = options.closeConnection ?? never;
   const drainBytes = options.drainBytes ?? DRAIN_BYTES;
-  return (req, res) => {
+  const serve = (req: IncomingMessage, res: ServerResponse): void => {
     const source = new NodeRequestSource(req, drainBytes);
     let answer: Response | Promise<Response>;
     const failed = (err: unknown): void => {
@@ -79,6 +79,13 @@ export function nodeListener(
     };
     if (answer instanceof Promise) answer.then(done, failed);
     else done(answer);
+  };
+  return (req, res) => {
+    // A request pipelined behind one still being answered (Node queues its response) is taken up when its turn
+    // comes: if the answer before it ends the connection (a server shutting down), its turn never comes, and it is
+    // never run, as RFC 9112 (9.6) wants, rather than run, logged, and its answer lost.
+    if (res.socket === null) res.once('socket', () => serve(req, res));
+    else serve(req, res);
   };
 }
 
