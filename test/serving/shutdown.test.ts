@@ -126,6 +126,23 @@ describe('graceful shutdown', () => {
     await served.close();
   });
 
+  it('closes a connection that has sent nothing at once, instead of waiting for the timeout', async () => {
+    const { startServer } = await import('../../runtime/server.ts');
+    const running = await startServer({
+      app: { fetch: () => new Response('{}', { headers: { 'content-type': 'application/json' } }) },
+      port: 0,
+      handleSignals: false,
+      shutdownTimeoutMs: 600_000, // waiting for it would fail the test by its own timeout
+    });
+    const socket = netConnect(running.port, '127.0.0.1');
+    const closed = new Promise<void>((ok) => socket.on('close', () => ok()));
+    socket.on('error', () => {});
+    await new Promise<void>((ok) => socket.on('connect', () => ok()));
+    await new Promise((wait) => setTimeout(wait, 20)); // the server has taken the connection
+    await running.shutdown();
+    await closed;
+  });
+
   it('cuts off a request still running when the timeout expires', async () => {
     const never = deferred();
     const entered = deferred();
