@@ -32,6 +32,13 @@ export function openRegistry(uri?: string, options: OpenRegistryOptions = {}): R
       nonEmpty(env.AWS_ENDPOINT_URL);
     return new Registry(new S3Store(location, { ...options, ...(endpoint ? { endpoint } : {}) }));
   }
+  const scheme = /^([a-z][a-z0-9+.-]+):/i.exec(location)?.[1]; // two letters at least: not a drive letter
+  if (scheme !== undefined && scheme.toLowerCase() !== 'file') {
+    const fix = /^s3$/i.test(scheme) ? `: did you mean s3://${location.replace(/^s3:\/*/i, '')}?` : '';
+    throw new UsageError(
+      `invalid registry "${location}": expected s3://bucket[/prefix], file:///absolute/path or a folder${fix}`,
+    );
+  }
   return new Registry(new FileStore(folderOf(location, options.cwd ?? process.cwd())));
 }
 

@@ -418,6 +418,17 @@ describe('openRegistry', () => {
     expect(() => openRegistry('http://example.com/reg', { env: {} })).toThrow(UsageError);
     expect(() => openRegistry('s3://', { env: {} })).toThrow(UsageError);
     expect(() => openRegistry('s3://bucket/../x', { env: {} })).toThrow(UsageError);
+    // A mistyped S3 URI is not taken for a folder (whose package would then be 'not found').
+    expect(() => openRegistry('s3:/maap-test/models', { env: {} })).toThrow(
+      'invalid registry "s3:/maap-test/models": expected s3://bucket[/prefix], file:///absolute/path or a folder: did you mean s3://maap-test/models?',
+    );
+    expect(() => openRegistry('S3://maap-test', { env: {} })).toThrow(/did you mean s3:\/\/maap-test\?$/);
+    expect(() => openRegistry('gs://bucket/reg', { env: {} })).toThrow(
+      /^invalid registry "gs:\/\/bucket\/reg": expected s3:/,
+    );
+    // A drive letter or a colon later in a folder's name is a folder.
+    expect(openRegistry('C:/regs', { cwd: '/srv/app', env: {} }).uri).toMatch(/C:\/regs$/);
+    expect(openRegistry('regs/a:b', { cwd: '/srv/app', env: {} }).uri).toBe('/srv/app/regs/a:b');
   });
 });
 
