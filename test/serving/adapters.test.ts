@@ -104,6 +104,29 @@ describe('the Lambda adapter', () => {
     expect(bodyOf(result).error).toMatch(/^malformed HTTP event/);
   });
 
+  it('keeps a path an HTTP API passes decoded in one piece: a ? or # in it does not start a query', async () => {
+    const at = async (rawPath: string) => {
+      const event = lambdaEvent('http-api-v2', { method: 'GET', path: '/v2/health/live' });
+      event.rawPath = rawPath;
+      return invoke(event);
+    };
+    // `/v2/models/mlp%3F/ready` as an HTTP API passes it: model "mlp?", not mlp's readiness with a query.
+    const question = await at('/v2/models/mlp?/ready');
+    expect(question.statusCode).toBe(404);
+    expect(bodyOf(question).error).toMatch(/^unknown model "mlp\?"/);
+    const hash = await at('/v2/models/mlp#/ready');
+    expect(bodyOf(hash).error).toMatch(/^unknown model "mlp#"/);
+    const spaced = await at('/v2/models/my model/ready');
+    expect(bodyOf(spaced).error).toMatch(/^unknown model "my model"/);
+    const percent = await at('/v2/models/100%/ready');
+    expect(bodyOf(percent).error).toMatch(/^unknown model "100%"/);
+    const accented = await at('/v2/models/modèle/ready');
+    expect(bodyOf(accented).error).toMatch(/^unknown model "modèle"/);
+    // A path as it came (REST APIs, Function URLs) is unchanged: its escapes are decoded once.
+    expect((await at('/v2/models/%6Dlp/ready')).statusCode).toBe(200);
+    expect((await at("/v2/health/live;x=1,(y)!*'~@:")).statusCode).toBe(404);
+  });
+
   it('routes on the path alone: a Host header cannot change the route', async () => {
     const event = lambdaEvent('function-url', { method: 'GET', path: '/v2/health/live' });
     (event.headers as Record<string, string>).host = 'evil/v2/models/x';

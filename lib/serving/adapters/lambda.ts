@@ -261,9 +261,18 @@ function lowerCased(
 /** The origin of a request's URL: fixed, the Host header plays no part in routing. */
 const ORIGIN = 'https://localhost';
 
-/** The request target hono routes on: the path (made absolute) and the query. */
+/** What cannot stand as it is in a percent-encoded path (RFC 3986 `pchar` and `/`): `?`, `#`, spaces, non-ASCII, a `%` that starts no escape. */
+const NOT_IN_ENCODED_PATH = /[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]|%(?![0-9a-fA-F]{2})/gu;
+
+/**
+ * The request target hono routes on: the path (made absolute) and the query. An HTTP API passes the path already
+ * decoded (REST APIs, Function URLs and load balancers pass it as it came), so a `?` or `#` that was `%3F` or `%23`
+ * would split the path: what cannot stand in an encoded path is encoded again, and an encoded path is unchanged.
+ */
 function targetOf(path: string, query: string): string {
-  return `${path.startsWith('/') ? path : `/${path}`}${query}`;
+  NOT_IN_ENCODED_PATH.lastIndex = 0;
+  const safe = NOT_IN_ENCODED_PATH.test(path) ? path.replace(NOT_IN_ENCODED_PATH, encodeURIComponent) : path;
+  return `${safe.startsWith('/') ? safe : `/${safe}`}${query}`;
 }
 
 function queryV1(e: HttpEventV1): string {
