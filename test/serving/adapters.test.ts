@@ -13,7 +13,7 @@ import {
   LAMBDA_RESPONSE_BYTES,
   lambdaAnswerLimit,
 } from '../../lib/serving/adapters/lambda.ts';
-import { nodeListener } from '../../lib/serving/adapters/node.ts';
+import { MAX_PIPELINED, nodeListener } from '../../lib/serving/adapters/node.ts';
 import { createApp, type PredictorApp } from '../../lib/serving/app.ts';
 import { PlainResponse } from '../../lib/serving/exchange.ts';
 import { ModelSlot } from '../../lib/serving/host.ts';
@@ -428,6 +428,51 @@ describe('the Node adapter', () => {
     expect(head.headers['x-request-id']).toBeTruthy();
     expect(head.headers['content-length']).toBeUndefined();
     expect(head.body).toBe('');
+  });
+
+  it(`cuts a connection with more than ${MAX_PIPELINED} requests waiting behind the one being answered`, async () => {
+    const gate = deferred();
+    let first = true;
+    const slowFirst = {
+      fetch: async () => {
+        if (first) {
+          first = false;
+          await gate.promise;
+        }
+        return new PlainResponse(200, { 'content-type': 'application/json' }, '{}').asResponse();
+      },
+    };
+    const server = createServer(nodeListener(slowFirst));
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    try {
+      const get = 'GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n';
+      const exchange = (pipelined: number) =>
+        new Promise<string>((resolve, reject) => {
+          const socket = connect((server.address() as AddressInfo).port, '127.0.0.1', () =>
+            socket.write(get.repeat(1 + pipelined)),
+          );
+          let text = '';
+          socket.setEncoding('utf8');
+          socket.on('data', (d: string) => {
+            text += d;
+            if ((text.match(/HTTP\/1\.1 200/g) ?? []).length === 1 + pipelined) socket.end();
+          });
+          socket.on('close', () => resolve(text));
+          socket.on('error', reject);
+        });
+      // Over the limit: cut while the first is still waiting for its answer, which is never written.
+      const flooded = await exchange(MAX_PIPELINED + 1);
+      expect(flooded).toBe('');
+      // At the limit, every one is answered, in turn.
+      first = true;
+      const served = exchange(MAX_PIPELINED);
+      setTimeout(() => gate.resolve(), 50);
+      expect((await served).match(/HTTP\/1\.1 200/g)).toHaveLength(MAX_PIPELINED + 1);
+    } finally {
+      gate.resolve();
+      server.closeAllConnections();
+      await new Promise((ok) => server.close(ok));
+    }
   });
 
   it('keeps the connection after an early 4xx to a chunked body, dropping the rest of it', async () => {

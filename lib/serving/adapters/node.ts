@@ -80,14 +80,33 @@ export function nodeListener(
     if (answer instanceof Promise) answer.then(done, failed);
     else done(answer);
   };
+  // Requests waiting for their turn, per connection (see below).
+  const waiting = new WeakMap<object, number>();
   return (req, res) => {
+    if (res.socket !== null) {
+      serve(req, res);
+      return;
+    }
     // A request pipelined behind one still being answered (Node queues its response) is taken up when its turn
     // comes: if the answer before it ends the connection (a server shutting down), its turn never comes, and it is
-    // never run, as RFC 9112 (9.6) wants, rather than run, logged, and its answer lost.
-    if (res.socket === null) res.once('socket', () => serve(req, res));
-    else serve(req, res);
+    // never run, as RFC 9112 (9.6) wants, rather than run, logged, and its answer lost. A waiting request has no
+    // answer yet, so nothing holds Node back from reading more of them: past MAX_PIPELINED, the connection is cut.
+    const socket = req.socket;
+    const queued = (waiting.get(socket) ?? 0) + 1;
+    if (queued > MAX_PIPELINED) {
+      socket.destroy();
+      return;
+    }
+    waiting.set(socket, queued);
+    res.once('socket', () => {
+      waiting.set(socket, (waiting.get(socket) ?? 1) - 1);
+      serve(req, res);
+    });
   };
 }
+
+/** Requests one connection may have waiting behind the one being answered. */
+export const MAX_PIPELINED = 32;
 
 /** A request target that needs parsing: absolute-form, dot segments, backslashes, an encoded dot. */
 const UNUSUAL_TARGET = /^[^/]|\/\.|\\|%2e/i;
