@@ -139,8 +139,38 @@ describe('graceful shutdown', () => {
     socket.on('error', () => {});
     await new Promise<void>((ok) => socket.on('connect', () => ok()));
     await new Promise((wait) => setTimeout(wait, 20)); // the server has taken the connection
-    await running.shutdown();
-    await closed;
+    try {
+      await running.shutdown();
+      await closed;
+    } finally {
+      running.server.closeAllConnections();
+    }
+  });
+
+  it('answers a request that arrives on an unused connection as shutdown starts, instead of resetting it', async () => {
+    const { startServer } = await import('../../runtime/server.ts');
+    const running = await startServer({
+      app: { fetch: () => new Response('{}', { headers: { 'content-type': 'application/json' } }) },
+      port: 0,
+      handleSignals: false,
+    });
+    try {
+      const socket = netConnect(running.port, '127.0.0.1');
+      await new Promise<void>((ok) => socket.on('connect', () => ok()));
+      await new Promise((wait) => setTimeout(wait, 20)); // an idle pre-opened connection
+      let text = '';
+      const closed = new Promise<string>((ok) => {
+        socket.on('data', (d) => (text += d));
+        socket.on('error', (err: NodeJS.ErrnoException) => (text += `<${err.code}>`));
+        socket.on('close', () => ok(text));
+      });
+      // In the kernel's buffer, not yet read by Node, when shutdown starts in the same turn.
+      socket.write('GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n');
+      await running.shutdown();
+      expect((await closed).split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+    } finally {
+      running.server.closeAllConnections();
+    }
   });
 
   it('cuts off a request still running when the timeout expires', async () => {
