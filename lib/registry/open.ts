@@ -32,18 +32,21 @@ export function openRegistry(uri?: string, options: OpenRegistryOptions = {}): R
       nonEmpty(env.AWS_ENDPOINT_URL);
     return new Registry(new S3Store(location, { ...options, ...(endpoint ? { endpoint } : {}) }));
   }
-  const scheme = /^([a-z][a-z0-9+.-]+):/i.exec(location)?.[1]; // two letters at least: not a drive letter
-  if (scheme !== undefined && scheme.toLowerCase() !== 'file') {
-    const fix = /^s3$/i.test(scheme) ? `: did you mean s3://${location.replace(/^s3:\/*/i, '')}?` : '';
+  // A mistyped S3 URI (s3:/bucket, S3://bucket) is not a folder named "s3:" (whose package would be "not found").
+  if (/^s3:/i.test(location)) {
     throw new UsageError(
-      `invalid registry "${location}": expected s3://bucket[/prefix], file:///absolute/path or a folder${fix}`,
+      `invalid registry "${location}": expected s3://bucket[/prefix]: did you mean s3://${location.replace(/^s3:\/*/i, '')}? (a folder whose name starts with s3: is ./${location})`,
     );
   }
   return new Registry(new FileStore(folderOf(location, options.cwd ?? process.cwd())));
 }
 
 function folderOf(location: string, cwd: string): string {
-  if (location.startsWith('file:')) {
+  if (/^file:/i.test(location)) {
+    // file:relative would resolve against the filesystem's root: only the absolute form is taken.
+    if (!/^file:\/\//i.test(location)) {
+      throw new UsageError(`invalid registry URI "${location}": expected file:///absolute/path`);
+    }
     try {
       return fileURLToPath(location);
     } catch (err) {

@@ -420,15 +420,22 @@ describe('openRegistry', () => {
     expect(() => openRegistry('s3://bucket/../x', { env: {} })).toThrow(UsageError);
     // A mistyped S3 URI is not taken for a folder (whose package would then be 'not found').
     expect(() => openRegistry('s3:/maap-test/models', { env: {} })).toThrow(
-      'invalid registry "s3:/maap-test/models": expected s3://bucket[/prefix], file:///absolute/path or a folder: did you mean s3://maap-test/models?',
+      'invalid registry "s3:/maap-test/models": expected s3://bucket[/prefix]: did you mean s3://maap-test/models? (a folder whose name starts with s3: is ./s3:/maap-test/models)',
     );
-    expect(() => openRegistry('S3://maap-test', { env: {} })).toThrow(/did you mean s3:\/\/maap-test\?$/);
+    expect(() => openRegistry('S3://maap-test', { env: {} })).toThrow(/did you mean s3:\/\/maap-test\?/);
     expect(() => openRegistry('gs://bucket/reg', { env: {} })).toThrow(
-      /^invalid registry "gs:\/\/bucket\/reg": expected s3:/,
+      /^unsupported registry URI "gs:\/\/bucket\/reg"/,
     );
-    // A drive letter or a colon later in a folder's name is a folder.
-    expect(openRegistry('C:/regs', { cwd: '/srv/app', env: {} }).uri).toMatch(/C:\/regs$/);
-    expect(openRegistry('regs/a:b', { cwd: '/srv/app', env: {} }).uri).toBe('/srv/app/regs/a:b');
+    // file: URIs in any case, and only the absolute form (file:relative would resolve against the root).
+    expect(openRegistry('FILE:///data/reg', { env: {} }).uri).toBe('/data/reg');
+    expect(() => openRegistry('file:relative', { env: {} })).toThrow(/expected file:\/\/\/absolute\/path$/);
+    expect(() => openRegistry('File:/srv/r', { env: {} })).toThrow(/expected file:\/\/\/absolute\/path$/);
+    // Folders: a drive letter, a colon in the name (as Linux allows), an s3: folder written ./s3:...
+    const cwd = '/srv/app';
+    expect(openRegistry('C:/regs', { cwd, env: {} }).uri).toMatch(/C:\/regs$/);
+    expect(openRegistry('regs/a:b', { cwd, env: {} }).uri).toBe('/srv/app/regs/a:b');
+    expect(openRegistry('models:v1', { cwd, env: {} }).uri).toBe('/srv/app/models:v1');
+    expect(openRegistry('./s3:backup', { cwd, env: {} }).uri).toBe('/srv/app/s3:backup');
   });
 });
 
