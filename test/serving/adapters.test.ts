@@ -122,9 +122,22 @@ describe('the Lambda adapter', () => {
     expect(bodyOf(percent).error).toMatch(/^unknown model "100%"/);
     const accented = await at('/v2/models/modèle/ready');
     expect(bodyOf(accented).error).toMatch(/^unknown model "modèle"/);
-    // A path as it came (REST APIs, Function URLs) is unchanged: its escapes are decoded once.
-    expect((await at('/v2/models/%6Dlp/ready')).statusCode).toBe(200);
-    expect((await at("/v2/health/live;x=1,(y)!*'~@:")).statusCode).toBe(404);
+    // Decoded once only: `%6Dlp` here is what a client sent as %256Dlp, a model named "%6Dlp", not mlp.
+    const twice = await at('/v2/models/%6Dlp/ready');
+    expect(bodyOf(twice).error).toMatch(/^unknown model "%6Dlp"/);
+    // A lone surrogate (not UTF-8) is replaced, not a throw.
+    expect(bodyOf(await at('/v2/models/a\ud800/ready')).error).toMatch(/^unknown model "a\ufffd"/);
+    // An HTTP API's payload format 1.0 says so (version 1.0) and passes its path decoded too.
+    const v1 = lambdaEvent('rest-api-v1', { method: 'GET', path: '/v2/models/%6Dlp/ready' });
+    v1.version = '1.0';
+    expect(bodyOf(await invoke(v1)).error).toMatch(/^unknown model "%6Dlp"/);
+    // A path passed as it came (a Function URL, a REST API) keeps its escapes, decoded once.
+    for (const kind of ['function-url', 'rest-api-v1'] as const) {
+      const event = lambdaEvent(kind, { method: 'GET', path: '/v2/models/%6Dlp/ready' });
+      expect((await invoke(event)).statusCode).toBe(200);
+      const question = lambdaEvent(kind, { method: 'GET', path: '/v2/models/mlp%3F/ready' });
+      expect(bodyOf(await invoke(question)).error).toMatch(/^unknown model "mlp\?"/);
+    }
   });
 
   it('routes on the path alone: a Host header cannot change the route', async () => {

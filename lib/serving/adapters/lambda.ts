@@ -199,8 +199,10 @@ function eventRequest(
         ? withoutPrefix(e.rawPath, `/${stage}`)
         : e.rawPath;
     const path = onGateway === true ? staged : withoutPrefix(staged, basePath);
+    // A Function URL passes the path as it came; an HTTP API, decoded.
+    const decoded = !FUNCTION_URL_HOST.test(String(e.requestContext.domainName ?? ''));
     return {
-      lite: new LiteRequest(method, targetOf(path, query), source, ORIGIN),
+      lite: new LiteRequest(method, targetOf(path, query, decoded), source, ORIGIN),
       source,
       multiValue: false,
     };
@@ -228,6 +230,9 @@ function eventRequest(
         targetOf(
           gatewayHost(e.requestContext?.domainName) === true ? e.path : withoutPrefix(e.path, basePath),
           queryV1(e),
+          // An HTTP API's payload format 1.0 (which says `version: '1.0'`) passes the path decoded; a REST API (no
+          // version) and a load balancer, as it came.
+          e.version === '1.0',
         ),
         source,
         ORIGIN,
@@ -263,15 +268,23 @@ const ORIGIN = 'https://localhost';
 
 /** What cannot stand as it is in a percent-encoded path (RFC 3986 `pchar` and `/`): `?`, `#`, spaces, non-ASCII, a `%` that starts no escape. */
 const NOT_IN_ENCODED_PATH = /[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]|%(?![0-9a-fA-F]{2})/gu;
+/** The same in a decoded path, where every `%` is a percent sign. */
+const NOT_IN_DECODED_PATH = /[^A-Za-z0-9\-._~!$&'()*+,;=:@/]/gu;
+const FUNCTION_URL_HOST = /\.lambda-url\.[a-z0-9-]+\.on\.aws$/;
 
 /**
- * The request target hono routes on: the path (made absolute) and the query. An HTTP API passes the path already
- * decoded (REST APIs, Function URLs and load balancers pass it as it came), so a `?` or `#` that was `%3F` or `%23`
- * would split the path: what cannot stand in an encoded path is encoded again, and an encoded path is unchanged.
+ * The request target hono routes on: the path (made absolute), encoded, and the query. An HTTP API passes the path
+ * already decoded (`decoded`): it is encoded again, `%` included, so that a `?` or `#` that was `%3F` or `%23` does
+ * not split it and a `%41` the client sent as `%2541` is not decoded twice. Otherwise (REST APIs, Function URLs,
+ * load balancers pass it as it came) only what cannot stand in an encoded path is encoded; an encoded path is
+ * unchanged. A lone surrogate becomes U+FFFD.
  */
-function targetOf(path: string, query: string): string {
-  NOT_IN_ENCODED_PATH.lastIndex = 0;
-  const safe = NOT_IN_ENCODED_PATH.test(path) ? path.replace(NOT_IN_ENCODED_PATH, encodeURIComponent) : path;
+function targetOf(path: string, query: string, decoded = false): string {
+  const pattern = decoded ? NOT_IN_DECODED_PATH : NOT_IN_ENCODED_PATH;
+  pattern.lastIndex = 0;
+  const safe = pattern.test(path)
+    ? path.replace(/\p{Cs}/gu, '\uFFFD').replace(pattern, encodeURIComponent)
+    : path;
   return `${safe.startsWith('/') ? safe : `/${safe}`}${query}`;
 }
 
