@@ -52,6 +52,17 @@ function connect(url: string) {
   });
 }
 
+/** A server in front of an app that answers every request with `{}`. */
+async function trivialServer(shutdownTimeoutMs?: number) {
+  const { startServer } = await import('../../runtime/server.ts');
+  return startServer({
+    app: { fetch: () => new Response('{}', { headers: { 'content-type': 'application/json' } }) },
+    port: 0,
+    handleSignals: false,
+    ...(shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs }),
+  });
+}
+
 describe('graceful shutdown', () => {
   it('lets an in-flight request finish, refuses new connections, then runs onShutdown', async () => {
     const gate = deferred();
@@ -127,13 +138,7 @@ describe('graceful shutdown', () => {
   });
 
   it('closes a connection that has sent nothing at once, instead of waiting for the timeout', async () => {
-    const { startServer } = await import('../../runtime/server.ts');
-    const running = await startServer({
-      app: { fetch: () => new Response('{}', { headers: { 'content-type': 'application/json' } }) },
-      port: 0,
-      handleSignals: false,
-      shutdownTimeoutMs: 600_000, // waiting for it would fail the test by its own timeout
-    });
+    const running = await trivialServer(600_000); // waiting for the timeout would fail the test by its own
     const socket = netConnect(running.port, '127.0.0.1');
     const closed = new Promise<void>((ok) => socket.on('close', () => ok()));
     socket.on('error', () => {});
@@ -148,12 +153,7 @@ describe('graceful shutdown', () => {
   });
 
   it('answers a request that arrives on an unused connection as shutdown starts, instead of resetting it', async () => {
-    const { startServer } = await import('../../runtime/server.ts');
-    const running = await startServer({
-      app: { fetch: () => new Response('{}', { headers: { 'content-type': 'application/json' } }) },
-      port: 0,
-      handleSignals: false,
-    });
+    const running = await trivialServer();
     try {
       const socket = netConnect(running.port, '127.0.0.1');
       await new Promise<void>((ok) => socket.on('connect', () => ok()));
