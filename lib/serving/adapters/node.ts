@@ -177,16 +177,13 @@ function fail(res: ServerResponse, err: unknown, close: boolean): void {
 /** A Node request as the app's `RequestSource`. */
 class NodeRequestSource implements RequestSource {
   readonly [REQUEST_SOURCE] = true as const;
-  /** The body went over the limit while it was read: what follows is dropped (see `drop`). */
-  #overflowed = false;
-  /** The body was left unread by the answer, and is being dropped. */
-  #draining = false;
   #dropped = 0;
   /**
-   * Settles once the body being dropped has ended (or the connection closed); set only while one is dropped. An
-   * answer that ends the connection (the server shutting down) waits for it: a connection ended with bytes unread
-   * is reset under a client still sending, and the answer lost (EPIPE). A client that asked for the connection to
-   * end is answered at once all the same: it may be waiting for the answer before it sends.
+   * Set once the rest of the body is being dropped (it went over the limit while read, or the answer left it
+   * unread); settles when the body has ended or the connection closed. An answer that ends the connection (the
+   * server shutting down) waits for it: a connection ended with bytes unread is reset under a client still
+   * sending, and the answer lost (EPIPE). A client that asked for the connection to end is answered at once all
+   * the same: it may be waiting for the answer before it sends.
    */
   rest: Promise<void> | undefined = undefined;
 
@@ -222,7 +219,7 @@ class NodeRequestSource implements RequestSource {
       let settled = false;
       incoming.on('data', (chunk: Buffer) => {
         if (settled) {
-          if (this.#overflowed) this.drop(chunk.length);
+          if (this.rest !== undefined) this.drop(chunk.length); // over the limit: being dropped
           return;
         }
         size += chunk.length;
@@ -230,8 +227,7 @@ class NodeRequestSource implements RequestSource {
         else {
           settled = true;
           chunks.length = 0; // not held while the rest is dropped
-          this.#overflowed = true; // the rest is read and dropped, up to drainBytes
-          this.rest = this.ended();
+          this.rest = this.ended(); // the rest is read and dropped, up to drainBytes
           this.drop(size - limit);
           reject(tooLarge(limit));
         }
@@ -255,14 +251,13 @@ class NodeRequestSource implements RequestSource {
    */
   leavesUnreadBody(): boolean {
     const incoming = this.incoming;
-    if (this.#overflowed || this.#draining) return this.#dropped > this.drainBytes;
+    if (this.rest !== undefined) return this.#dropped > this.drainBytes;
     if (incoming.complete || incoming.readableEnded || incoming.destroyed) return false;
     if (incoming.listenerCount('data') > 0) return false; // being read by body(), which bounds it
     if (this.header('transfer-encoding') === undefined) {
       const declared = Number(this.header('content-length') ?? 0);
       if (!(declared <= this.drainBytes)) return true;
     }
-    this.#draining = true;
     this.rest = this.ended();
     incoming.on('data', (chunk: Buffer) => this.drop(chunk.length));
     incoming.resume();
