@@ -6,7 +6,6 @@
  * release the model; given at most one more timeout), write out what it logged, then exit. A second signal during
  * shutdown kills the process at once.
  */
-import { randomUUID } from 'node:crypto';
 import {
   createServer,
   type IncomingMessage,
@@ -19,8 +18,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { UsageError } from '../lib/errors.ts';
 import { nodeListener } from '../lib/serving/adapters/node.ts';
-import type { FetchHandler } from '../lib/serving/exchange.ts';
-import { tooLarge } from '../lib/serving/exchange.ts';
+import { type FetchHandler, type PlainResponse, plainError, tooLarge } from '../lib/serving/exchange.ts';
 import { clip } from '../lib/serving/http.ts';
 
 export interface FetchApp extends FetchHandler {
@@ -104,9 +102,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
       used(req);
       if (Number(req.headers['content-length'] ?? 0) > limit) {
-        const body = JSON.stringify({ error: tooLarge(limit).message });
-        res.writeHead(413, jsonHead(body, true)); // the body was not sent: nothing to drop
-        res.end(body);
+        refuse(res, plainError(413, tooLarge(limit).message)); // the body was not sent: nothing to drop
         return;
       }
       res.writeContinue();
@@ -115,9 +111,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   }
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     const expect = clip(req.headers.expect ?? '', 100);
-    const body = JSON.stringify({ error: `Expect: ${expect} is not supported (only 100-continue is)` });
-    res.writeHead(417, jsonHead(body, true));
-    res.end(body);
+    refuse(res, plainError(417, `Expect: ${expect} is not supported (only 100-continue is)`));
   });
 
   await listen(server, options.port ?? 8080, host);
@@ -194,14 +188,14 @@ async function within(work: void | Promise<void>, ms: number, late: () => void):
   }
 }
 
-/** The head of a JSON answer Node's own handlers write: a fresh request id, and the connection ends with it. */
-function jsonHead(body: string, close: boolean): Record<string, string> {
-  return {
-    'content-type': 'application/json',
-    'x-request-id': randomUUID(),
-    'content-length': String(Buffer.byteLength(body)),
-    ...(close ? { connection: 'close' } : {}),
-  };
+/** The head of a refusal Node's own handlers write (`plainError`'s, with a fresh request id): it ends the connection. */
+function refusalHead(answer: PlainResponse): Record<string, string> {
+  return { ...answer.headers, 'content-length': String(Buffer.byteLength(answer.body)), connection: 'close' };
+}
+
+function refuse(res: ServerResponse, answer: PlainResponse): void {
+  res.writeHead(answer.status, refusalHead(answer));
+  res.end(answer.body);
 }
 
 /** Why Node refused a request before it reached the app, as a status and a message. */
@@ -232,12 +226,11 @@ function answerClientError(err: NodeJS.ErrnoException & { reason?: string }, soc
     socket.destroy();
     return;
   }
-  const [status, message] = clientErrorAnswer(err);
-  const body = JSON.stringify({ error: message });
-  const head = Object.entries(jsonHead(body, true))
+  const answer = plainError(...clientErrorAnswer(err));
+  const head = Object.entries(refusalHead(answer))
     .map(([name, value]) => `${name}: ${value}\r\n`)
     .join('');
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${head}\r\n${body}`);
+  socket.end(`HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status]}\r\n${head}\r\n${answer.body}`);
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {
