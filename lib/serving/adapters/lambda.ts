@@ -166,6 +166,11 @@ function gatewayHost(domainName: unknown): boolean | undefined {
   return /\.execute-api\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?$/.test(domainName);
 }
 
+/** `path` without the base path, except on the execute-api host (see `gatewayHost`). */
+function pastBasePath(path: string, onGateway: boolean | undefined, basePath: string | undefined): string {
+  return onGateway === true ? path : withoutPrefix(path, basePath);
+}
+
 /** `path` without the leading `prefix` segment(s), when it starts with them. */
 function withoutPrefix(path: string, prefix: string | undefined): string {
   if (prefix === undefined || !path.startsWith(prefix)) return path;
@@ -198,7 +203,7 @@ function eventRequest(
       stage && stage !== '$default' && onGateway !== false
         ? withoutPrefix(e.rawPath, `/${stage}`)
         : e.rawPath;
-    const path = onGateway === true ? staged : withoutPrefix(staged, basePath);
+    const path = pastBasePath(staged, onGateway, basePath);
     // A Function URL passes the path as it came; an HTTP API, decoded.
     const decoded = !FUNCTION_URL_HOST.test(String(e.requestContext.domainName ?? ''));
     return {
@@ -228,7 +233,7 @@ function eventRequest(
       lite: new LiteRequest(
         e.httpMethod,
         targetOf(
-          gatewayHost(e.requestContext?.domainName) === true ? e.path : withoutPrefix(e.path, basePath),
+          pastBasePath(e.path, gatewayHost(e.requestContext?.domainName), basePath),
           queryV1(e),
           // An HTTP API's payload format 1.0 (which says `version: '1.0'`) passes the path decoded; a REST API (no
           // version) and a load balancer, as it came.
