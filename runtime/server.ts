@@ -17,13 +17,21 @@ import {
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { UsageError } from '../lib/errors.ts';
-import { nodeListener } from '../lib/serving/adapters/node.ts';
-import { type FetchHandler, type PlainResponse, plainError, tooLarge } from '../lib/serving/exchange.ts';
-import { clip } from '../lib/serving/http.ts';
+import { answeredByServer, nodeListener, routedTarget } from '../lib/serving/adapters/node.ts';
+import {
+  type FetchHandler,
+  type PlainResponse,
+  plainError,
+  type Refusal,
+  tooLarge,
+} from '../lib/serving/exchange.ts';
+import { clip, requestIdFrom } from '../lib/serving/http.ts';
 
 export interface FetchApp extends FetchHandler {
   /** Writes out buffered telemetry; called at shutdown once the last request has finished. */
   flushTelemetry?(): void | Promise<void>;
+  /** Logs and counts a request the server answered itself, never reaching `fetch` (see `Refusal`). */
+  reportRefusal?(refusal: Refusal): void;
 }
 
 export interface ServerOptions {
@@ -95,14 +103,53 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // than it sends holds its connection and the body so far.
   server.requestTimeout = 120_000;
   // What Node answers itself (a request it cannot parse, headers too large, a request too slow, an Expect it does
-  // not meet) is answered as every other error is: JSON, with a request id.
-  server.on('clientError', answerClientError);
+  // not meet) is answered as every other error is: JSON, with a request id; and logged and counted as every other
+  // answer is, by the app.
+  const report = (answer: PlainResponse, message: string, req?: IncomingMessage, packet?: Buffer): void => {
+    const line = req ? { method: req.method, target: req.url } : requestLine(packet);
+    const refusal: Refusal = {
+      requestId: answer.headers['x-request-id'] as string,
+      status: answer.status,
+      error: message,
+      ...(line.method !== undefined ? { method: line.method } : {}),
+      ...(line.target !== undefined ? { target: routedTarget(line.target) } : {}),
+    };
+    try {
+      options.app.reportRefusal?.(refusal);
+    } catch (err) {
+      process.stderr.write(
+        `maap: the refusal of request ${refusal.requestId} was not logged: ${String(err)}\n`,
+      );
+    }
+  };
+  /** Answers `req` itself with `status` and `message`, and reports it. */
+  const refuse = (req: IncomingMessage, res: ServerResponse, status: number, message: string): void => {
+    const answer = plainError(status, message, requestIdOf(req));
+    res.writeHead(answer.status, refusalHead(answer));
+    res.end(answer.body);
+    report(answer, message, req);
+  };
+  server.on('clientError', (err: ClientError, socket: Duplex) => {
+    // The answer in progress on this connection, if any (Node's own default handler looks at the same).
+    const current = (socket as Duplex & { _httpMessage?: ServerResponse & { req?: IncomingMessage } })
+      ._httpMessage;
+    // A request the app already has (its head arrived; its body did not, or not in time) is this answer's: the app
+    // leaves it to this one (see answeredByServer), which is logged with its method, path and request id.
+    const req = current?.headersSent === false ? current.req : undefined;
+    const answered = answerClientError(err, socket, current, req && requestIdOf(req));
+    if (!answered) return;
+    // Unless the client ended the connection in the middle of the body: the app logs that request as cut off, as
+    // it does when the connection is reset.
+    if (req && err.code === CLIENT_ENDED) return;
+    if (req) answeredByServer(req);
+    report(answered.answer, answered.message, req, err.rawPacket);
+  });
   if (options.bodyLimit !== undefined) {
     const limit = options.bodyLimit;
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
       used(req);
       if (Number(req.headers['content-length'] ?? 0) > limit) {
-        refuse(res, plainError(413, tooLarge(limit).message)); // the body was not sent: nothing to drop
+        refuse(req, res, 413, tooLarge(limit).message); // the body was not sent: nothing to drop
         return;
       }
       res.writeContinue();
@@ -111,7 +158,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   }
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     const expect = clip(req.headers.expect ?? '', 100);
-    refuse(res, plainError(417, `Expect: ${expect} is not supported (only 100-continue is)`));
+    refuse(req, res, 417, `Expect: ${expect} is not supported (only 100-continue is)`);
   });
 
   await listen(server, options.port ?? 8080, host);
@@ -193,14 +240,32 @@ function refusalHead(answer: PlainResponse): Record<string, string> {
   return { ...answer.headers, 'content-length': String(Buffer.byteLength(answer.body)), connection: 'close' };
 }
 
-function refuse(res: ServerResponse, answer: PlainResponse): void {
-  res.writeHead(answer.status, refusalHead(answer));
-  res.end(answer.body);
+/** The caller's request id when it is a sane one (as the app takes it), else a fresh one. */
+function requestIdOf(req: IncomingMessage): string {
+  const id = req.headers['x-request-id'];
+  return requestIdFrom(typeof id === 'string' ? id : undefined);
 }
 
+/** What Node passes to 'clientError': its parser's error, with the bytes it was parsing when it has them. */
+type ClientError = NodeJS.ErrnoException & { reason?: string; rawPacket?: Buffer };
+
+/** A request line at the start of `packet` (what Node was parsing when it gave up), if there is one. */
+const REQUEST_LINE = /^([!#$%&'*+.^`|~\w-]{1,32}) ([!-~]{1,8192}) HTTP\/1\.[01]\r?\n/;
+
+/** The method and target of the request line `packet` starts with; none when it does not start with one. */
+export function requestLine(packet: Buffer | undefined): { method?: string; target?: string } {
+  const line = packet && REQUEST_LINE.exec(packet.toString('latin1', 0, 8300));
+  return line ? { method: line[1] as string, target: line[2] as string } : {};
+}
+
+/** Node's parser error for a connection the client ended before the whole request arrived. */
+const CLIENT_ENDED = 'HPE_INVALID_EOF_STATE';
+
 /** Why Node refused a request before it reached the app, as a status and a message. */
-function clientErrorAnswer(err: NodeJS.ErrnoException & { reason?: string }): [number, string] {
+function clientErrorAnswer(err: ClientError): [number, string] {
   switch (err.code) {
+    case CLIENT_ENDED:
+      return [400, 'the request was cut off: the client ended the connection before all of it arrived'];
     case 'HPE_HEADER_OVERFLOW':
       return [431, `the request's headers are larger than ${maxHeaderSize} bytes`];
     case 'ERR_HTTP_REQUEST_TIMEOUT':
@@ -217,20 +282,27 @@ function clientErrorAnswer(err: NodeJS.ErrnoException & { reason?: string }): [n
 
 /**
  * Answers a request Node could not take (see `clientErrorAnswer`) with JSON, and ends the connection: what follows on
- * it cannot be trusted. A connection whose current answer has started, or that is closed, is only destroyed.
+ * it cannot be trusted. A connection whose current answer has started, or that is closed, is only destroyed (and
+ * nothing is answered: `undefined`).
  */
-function answerClientError(err: NodeJS.ErrnoException & { reason?: string }, socket: Duplex): void {
+function answerClientError(
+  err: ClientError,
+  socket: Duplex,
+  answering: ServerResponse | undefined,
+  requestId?: string,
+): { readonly answer: PlainResponse; readonly message: string } | undefined {
   // Node's own default does the same check: an answer already started on this connection cannot be followed by ours.
-  const answering = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
   if (err.code === 'ECONNRESET' || !socket.writable || answering?.headersSent) {
     socket.destroy();
-    return;
+    return undefined;
   }
-  const answer = plainError(...clientErrorAnswer(err));
+  const [status, message] = clientErrorAnswer(err);
+  const answer = plainError(status, message, requestId);
   const head = Object.entries(refusalHead(answer))
     .map(([name, value]) => `${name}: ${value}\r\n`)
     .join('');
   socket.end(`HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status]}\r\n${head}\r\n${answer.body}`);
+  return { answer, message };
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {

@@ -17,8 +17,14 @@ import type { Context } from 'hono';
 // where the default router costs ~2.4 ms of a Lambda cold start (and whose code is not bundled), with its answers
 // kept per path.
 import { HonoBase } from 'hono/hono-base';
+import { PatternRouter } from 'hono/router/pattern-router';
 import { nowMs } from '../clock.ts';
-import { InferenceRequestError, NotFoundError, PayloadTooLargeError } from '../errors.ts';
+import {
+  AnsweredByServerError,
+  InferenceRequestError,
+  NotFoundError,
+  PayloadTooLargeError,
+} from '../errors.ts';
 import type { LoadedModel } from '../inference/model.ts';
 import { ModelUnavailableError } from '../inference/model-errors.ts';
 import { validateRequestLazily } from '../inference/request-check.ts';
@@ -30,6 +36,7 @@ import {
   type AnswerLimit,
   appPath,
   PlainResponse,
+  type Refusal,
   type RequestSource,
   requestSource,
   tooLarge,
@@ -112,6 +119,12 @@ export type PredictorApp = HonoBase & {
    * server calls it at shutdown, after the last request).
    */
   flushTelemetry(): Promise<void>;
+  /**
+   * Logs and counts a request the server answered itself (see `Refusal`) as the app's own answers are: one log
+   * line, with the endpoint its path names, and a client error in the metrics when that is an inference endpoint.
+   * Its latency is 0: the server did not time it.
+   */
+  reportRefusal(refusal: Refusal): void;
 };
 type C = Context;
 type Handler = (c: C, x: Exchange) => Response | Promise<Response>;
@@ -167,6 +180,10 @@ export function createApp(options: AppOptions): PredictorApp {
     queued = [];
     for (const record of records) publish(record);
   };
+  const enqueue = (record: RequestRecord): void => {
+    if (!batch) publish(record);
+    else if (queued.push(record) === 1) setImmediate(drain);
+  };
   if (batch) {
     onExit(() => {
       drain();
@@ -192,8 +209,7 @@ export function createApp(options: AppOptions): PredictorApp {
       x.errorMessage,
       x.fault,
     );
-    if (!batch) publish(record);
-    else if (queued.push(record) === 1) setImmediate(drain);
+    enqueue(record);
   }
 
   /** The answer to a thrown error: 4xx and 503 say what went wrong, anything else is a 500 (logged with its stack). */
@@ -226,6 +242,7 @@ export function createApp(options: AppOptions): PredictorApp {
         res = await handler(c, x);
       } catch (err) {
         res = failure(x, err);
+        if (err instanceof AnsweredByServerError) return res; // the server logs the answer it wrote
       }
       report(c, x, res.status, nowMs() - start);
       return res;
@@ -251,6 +268,8 @@ export function createApp(options: AppOptions): PredictorApp {
     return model;
   }
 
+  /** Each route's path and operation, for the refusals (`operationOf`). */
+  const operations: [string, Operation][] = [];
   const route = (
     method: 'GET' | 'POST',
     paths: readonly string[],
@@ -258,7 +277,19 @@ export function createApp(options: AppOptions): PredictorApp {
     handler: Handler,
   ): void => {
     const handle = endpoint(method, operation, handler);
-    for (const path of paths) app.all(path, handle);
+    for (const path of paths) {
+      app.all(path, handle);
+      operations.push([path, operation]);
+    }
+  };
+  /** The operation of the route `path` reaches: 'other' for none (a 404). Built on the first refusal. */
+  let operationRouter: PatternRouter<Operation> | undefined;
+  const operationOf = (method: string, path: string): Operation => {
+    if (operationRouter === undefined) {
+      operationRouter = new PatternRouter<Operation>();
+      for (const [route, operation] of operations) operationRouter.add('ALL', route, operation);
+    }
+    return operationRouter.match(method, path)[0][0]?.[0] ?? 'other';
   };
 
   route('GET', ['/v2/health/live'], 'health', (_c, x) => json(x, 200, LIVE_BODY));
@@ -325,6 +356,24 @@ export function createApp(options: AppOptions): PredictorApp {
       drain();
       metrics.flush();
       await Promise.all([logger.flush?.(), metrics.drain?.()]);
+    },
+    reportRefusal(refusal: Refusal): void {
+      const state = models.state();
+      const method = refusal.method ?? '-';
+      const path = refusal.target === undefined ? '-' : clip(refusal.target.split('?', 1)[0] as string, 256);
+      const record = new Report(
+        refusal.requestId,
+        method,
+        path,
+        refusal.status,
+        0,
+        refusal.target === undefined ? 'other' : operationOf(method, path),
+        state.ready ? state.model : undefined,
+        undefined,
+        refusal.error,
+        undefined,
+      );
+      enqueue(record);
     },
   });
 }

@@ -20,6 +20,23 @@ export interface FetchHandler {
   fetch(request: Request, env?: unknown): Response | Promise<Response>;
 }
 
+/**
+ * A request a server answered itself, before the app saw it: Node could not parse it, its headers were too large,
+ * it did not arrive in time, it declared a body over the limit while waiting for `100 Continue`, or it expected
+ * what the server does not do. The app logs and counts it as it does its own answers (see `PredictorApp`).
+ */
+export interface Refusal {
+  /** The `x-request-id` the answer carries. */
+  readonly requestId: string;
+  readonly status: number;
+  /** The message the client received. */
+  readonly error: string;
+  /** The request's method, when its request line could be read. */
+  readonly method?: string;
+  /** The request target (path and query), when its request line could be read. */
+  readonly target?: string;
+}
+
 /** Marks a `RequestSource` among hono `env` values (an edge platform passes its own bindings there). */
 export const REQUEST_SOURCE: unique symbol = Symbol.for('maap.requestSource');
 
@@ -131,10 +148,10 @@ export async function plainAnswer(answer: Response | PlainResponse): Promise<Pla
 }
 
 /** An adapter's own JSON error answer, for what never reached the app (a request it cannot read). */
-export function plainError(status: number, message: string): PlainResponse {
+export function plainError(status: number, message: string, requestId: string = randomUUID()): PlainResponse {
   return new PlainResponse(
     status,
-    { 'content-type': 'application/json', 'x-request-id': randomUUID() },
+    { 'content-type': 'application/json', 'x-request-id': requestId },
     JSON.stringify({ error: message }),
   );
 }

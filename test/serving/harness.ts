@@ -51,7 +51,13 @@ export async function serveFixture(fixture: ModelFixture, options: ServeOptions 
     logger: createRequestLog({ sink: (line) => logs.push(JSON.parse(line)) }),
     metrics: createRequestMetrics({ sink: (line) => emf.push(JSON.parse(line)) }),
   });
-  const running = await startServer({ app, port: 0, handleSignals: false, onShutdown: () => slot.close() });
+  const running = await startServer({
+    app,
+    port: 0,
+    handleSignals: false,
+    onShutdown: () => slot.close(),
+    ...(options.bodyLimit ? { bodyLimit: options.bodyLimit } : {}),
+  });
   return {
     url: running.url,
     model,

@@ -272,43 +272,167 @@ describe('what Node answers itself (requests it cannot take to the app)', () => 
   }
   const json = (text: string) => JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { error: string };
 
+  /** The request id an answer carries. */
+  const idOf = (text: string) => /\r\nx-request-id: ([^\r]*)\r\n/i.exec(text)?.[1];
+
   it.each([
     [
       'a malformed chunk size',
       'POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n',
       400,
       /^the request is not valid HTTP\/1\.1 \(HPE_INVALID_CHUNK_SIZE: /,
+      'infer',
     ],
     [
       'two different Content-Lengths',
-      'POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}',
+      'POST /v2/models/mlp/infer?x=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}',
       400,
       /^the request is not valid HTTP\/1\.1 \(HPE_UNEXPECTED_CONTENT_LENGTH: /,
+      'infer',
     ],
     [
       'headers over the size limit',
       `GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
       431,
       /^the request's headers are larger than \d+ bytes$/,
+      'health',
     ],
     [
       'an Expect other than 100-continue',
       'GET /v2/health/live HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\n\r\n',
       417,
       /^Expect: teapot is not supported \(only 100-continue is\)$/,
+      'health',
     ],
-  ])('answers %s with JSON and a request id, then serves on', async (_what, raw, status, message) => {
+  ])(
+    'answers %s with JSON and a request id, logs it, then serves on',
+    async (_what, raw, status, message, operation) => {
+      const served = await serveFixture(mlpModel(), { pack: { name: 'mlp' } });
+      try {
+        const text = await rawExchange(served.url, raw);
+        expect(text.split('\r\n')[0]).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+        expect(text).toMatch(/\r\ncontent-type: application\/json\r\n/i);
+        expect(text).toMatch(/\r\nx-request-id: [0-9a-f-]{36}\r\n/i);
+        expect(json(text).error).toMatch(message);
+        expect((await call(served.url, 'GET', '/v2/health/live')).status).toBe(200);
+        await served.flushTelemetry();
+        const line = served.logs.find((l) => l.request_id === idOf(text));
+        const [method, target] = raw.split(' ') as [string, string];
+        // Node hands over the bytes it was parsing when it gave up: the request line, unless the request came in pieces.
+        if (line?.method !== '-' || status !== 431) {
+          expect(line).toMatchObject({ method, path: target.split('?')[0], operation });
+        }
+        expect(line).toMatchObject({ level: 'INFO', status, error_message: json(text).error, latency_ms: 0 });
+        const counted = served.emf.flatMap((d) =>
+          Array.isArray(d.ClientErrors) ? d.ClientErrors : [d.ClientErrors],
+        );
+        expect(counted.filter((v) => v !== undefined)).toEqual(operation === 'infer' ? [1] : []);
+      } finally {
+        await served.close();
+      }
+    },
+  );
+
+  /** Sends `raw`, ends the sending side (as `nc -N` does), and resolves with what the server wrote back. */
+  function halfClosed(url: string, raw: string): Promise<string> {
+    const { hostname, port } = new URL(url);
+    return new Promise((resolve, reject) => {
+      const socket = netConnect(Number(port), hostname, () => socket.end(raw));
+      let text = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (d: string) => (text += d));
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+    });
+  }
+
+  it('answers and logs a request whose client ended the connection in the middle of its head', async () => {
     const served = await serveFixture(mlpModel(), { pack: { name: 'mlp' } });
     try {
-      const text = await rawExchange(served.url, raw);
-      expect(text.split('\r\n')[0]).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
-      expect(text).toMatch(/\r\ncontent-type: application\/json\r\n/i);
-      expect(text).toMatch(/\r\nx-request-id: [0-9a-f-]{36}\r\n/i);
-      expect(json(text).error).toMatch(message);
+      const text = await halfClosed(served.url, 'GET /v2/health/live HTTP/1.1\r\nHost: x\r\n');
+      expect(text).toMatch(/^HTTP\/1\.1 400 /);
+      const message = 'the request was cut off: the client ended the connection before all of it arrived';
+      expect(json(text).error).toBe(message);
+      await served.flushTelemetry();
+      expect(served.logs.filter((l) => l.request_id === idOf(text))).toMatchObject([
+        { status: 400, error_message: message },
+      ]);
+    } finally {
+      await served.close();
+    }
+  });
+
+  it('leaves a request whose client ended the connection in the middle of its body to the app, logged once', async () => {
+    const served = await serveFixture(mlpModel(), { pack: { name: 'mlp' } });
+    try {
+      await served.flushTelemetry();
+      const before = served.logs.length;
+      await halfClosed(
+        served.url,
+        'POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\nX-Request-Id: half-1\r\n\r\n{"inputs":',
+      );
+      const logged = async () => {
+        await served.flushTelemetry();
+        return served.logs.length;
+      };
+      await expect.poll(logged).toBe(before + 1);
+      expect(served.logs.slice(before)).toMatchObject([
+        {
+          request_id: 'half-1',
+          status: 400,
+          path: '/v2/models/mlp/infer',
+          error_message: 'the request body was cut off: the client closed the connection',
+        },
+      ]);
       expect((await call(served.url, 'GET', '/v2/health/live')).status).toBe(200);
     } finally {
       await served.close();
     }
+  });
+
+  it('logs a request Node cannot read a request line from without a method or path', async () => {
+    const served = await serveFixture(mlpModel(), { pack: { name: 'mlp' } });
+    try {
+      // A TLS ClientHello on the plain HTTP port: a client configured with https:// by mistake.
+      const text = await rawExchange(served.url, '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03');
+      expect(text).toMatch(/^HTTP\/1\.1 400 /);
+      await served.flushTelemetry();
+      expect(served.logs.find((l) => l.request_id === idOf(text))).toMatchObject({
+        status: 400,
+        method: '-',
+        path: '-',
+        operation: 'other',
+        error_message: expect.stringMatching(/^the request is not valid HTTP\/1\.1 \(HPE_INVALID_METHOD: /),
+      });
+    } finally {
+      await served.close();
+    }
+  });
+});
+
+describe('requestLine', () => {
+  it('reads the method and target of the request line a packet starts with', async () => {
+    const { requestLine } = await import('../../runtime/server.ts');
+    expect(requestLine(Buffer.from('PUT /v2/models/m/infer?a=b HTTP/1.1\r\nHost: x\r\n'))).toEqual({
+      method: 'PUT',
+      target: '/v2/models/m/infer?a=b',
+    });
+    expect(requestLine(Buffer.from('GET http://h/v2 HTTP/1.0\n'))).toEqual({
+      method: 'GET',
+      target: 'http://h/v2',
+    });
+  });
+
+  it.each([
+    ['no packet', undefined],
+    ['the middle of a request', Buffer.from('aaaa\r\nHost: x\r\n\r\n')],
+    ['a line without its end', Buffer.from('GET /v2/health/live HTTP/1.1')],
+    ['a control character in the target', Buffer.from('GET /v2/\x01 HTTP/1.1\r\n')],
+    ['HTTP/2', Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')],
+    ['TLS', Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00])],
+  ])('finds none in %s', async (_what, packet) => {
+    const { requestLine } = await import('../../runtime/server.ts');
+    expect(requestLine(packet)).toEqual({});
   });
 });
 
@@ -356,6 +480,49 @@ describe('Expect: 100-continue', () => {
       expect(accepted).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
     } finally {
       await running.shutdown();
+      await served.close();
+    }
+  });
+});
+
+describe('Expect: 100-continue over the limit', () => {
+  it("is logged with the caller's request id and counted as a client error of the model", async () => {
+    const served = await serveFixture(mlpModel(), { pack: { name: 'mlp' }, bodyLimit: 1000 });
+    try {
+      const text = await new Promise<string>((resolve, reject) => {
+        const socket = netConnect(Number(new URL(served.url).port), '127.0.0.1', () =>
+          socket.write(
+            'POST /v2/models/mlp/versions/1.0.0/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+              'Content-Length: 5000\r\nX-Request-Id: big-batch-7\r\nExpect: 100-continue\r\n\r\n',
+          ),
+        );
+        let got = '';
+        socket.setEncoding('utf8');
+        socket.on('data', (d: string) => (got += d));
+        socket.on('close', () => resolve(got));
+        socket.on('error', reject);
+      });
+      expect(text).toMatch(/^HTTP\/1\.1 413 /);
+      expect(text).toMatch(/\r\nx-request-id: big-batch-7\r\n/i);
+      await served.flushTelemetry();
+      expect(served.logs.find((l) => l.request_id === 'big-batch-7')).toMatchObject({
+        status: 413,
+        method: 'POST',
+        path: '/v2/models/mlp/versions/1.0.0/infer',
+        operation: 'infer',
+        model: 'mlp',
+        model_version: '1.0.0',
+        error_message: 'the request body is larger than the limit of 1000 bytes',
+      });
+      expect(
+        served.emf.find((d) => d.request_id === 'big-batch-7' || d.ClientErrors !== undefined),
+      ).toMatchObject({
+        model: 'mlp',
+        version: '1.0.0',
+        ClientErrors: 1,
+        Requests: 1,
+      });
+    } finally {
       await served.close();
     }
   });

@@ -11,7 +11,7 @@
  * `Connection: close`, and a client that sends more than that anyway is cut off.
  */
 import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
-import { InferenceRequestError } from '../../errors.ts';
+import { AnsweredByServerError, InferenceRequestError } from '../../errors.ts';
 import {
   type FetchHandler,
   faultAnswer,
@@ -108,16 +108,31 @@ export function nodeListener(
 /** Requests one connection may have waiting behind the one being answered. */
 export const MAX_PIPELINED = 32;
 
+/** Requests the server answered itself while the app had them (see `answeredByServer`). */
+const answeredElsewhere = new WeakSet<IncomingMessage>();
+
+/**
+ * Marks `req`, which the app may be reading, as answered by the server itself (Node's parser gave up on its body,
+ * or it did not arrive in time): the app's read of its body then fails with `AnsweredByServerError`, and the app
+ * neither answers nor logs it (the server logs its own answer), instead of logging a body cut off by the client.
+ */
+export function answeredByServer(req: IncomingMessage): void {
+  answeredElsewhere.add(req);
+}
+
 /** A request target that needs parsing: absolute-form, dot segments, backslashes, an encoded dot. */
 const UNUSUAL_TARGET = /^[^/]|\/\.|\\|%2e/i;
+
+function targetOf(req: IncomingMessage): string {
+  return routedTarget(req.url ?? '/');
+}
 
 /**
  * The request target hono routes on (only its path and query matter). An origin-form target (`/v2/...`) is used as
  * it is; anything else (`http://host/v2/...`, `/a/../v2`) goes through the URL parser first, as a fetch Request
  * would have it.
  */
-function targetOf(req: IncomingMessage): string {
-  const target = req.url ?? '/';
+export function routedTarget(target: string): string {
   if (!UNUSUAL_TARGET.test(target)) return target;
   try {
     const url = new URL(target, 'http://localhost');
@@ -210,7 +225,7 @@ class NodeRequestSource implements RequestSource {
   body(limit: number): Promise<Uint8Array> {
     const incoming = this.incoming;
     if (incoming.readableEnded) return Promise.resolve(new Uint8Array(0));
-    if (incoming.destroyed) return Promise.reject(cutOff());
+    if (incoming.destroyed) return Promise.reject(cutOff(incoming));
     // Listeners as closures over the read: a property set on the IncomingMessage would give Node's own objects a
     // new hidden class, and Node's code that reads them would turn polymorphic.
     return new Promise((resolve, reject) => {
@@ -240,7 +255,7 @@ class NodeRequestSource implements RequestSource {
       incoming.on('close', () => {
         if (settled) return;
         settled = true;
-        reject(cutOff());
+        reject(cutOff(incoming));
       });
     });
   }
@@ -288,6 +303,9 @@ function sameName(key: string, lower: string): boolean {
   return true;
 }
 
-function cutOff(): InferenceRequestError {
-  return new InferenceRequestError('the request body was cut off: the client closed the connection');
+/** Why a body ended before it had all arrived. */
+function cutOff(incoming: IncomingMessage): InferenceRequestError | AnsweredByServerError {
+  return answeredElsewhere.has(incoming)
+    ? new AnsweredByServerError('the server answered this request itself while its body was being read')
+    : new InferenceRequestError('the request body was cut off: the client closed the connection');
 }
