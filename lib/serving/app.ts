@@ -54,6 +54,9 @@ import {
 } from './protocol.ts';
 import { MemoRouter } from './router.ts';
 
+/** The status a request is logged with when its client left before the answer was written (nginx's). */
+export const CLIENT_CLOSED = 499;
+
 /** 6 MiB: the largest synchronous Lambda payload, a sensible default everywhere. */
 export const DEFAULT_BODY_LIMIT = 6 * 1024 * 1024;
 
@@ -191,7 +194,12 @@ export function createApp(options: AppOptions): PredictorApp {
     });
   }
 
-  function report(c: C, x: Exchange, status: number, latencyMs: number): void {
+  function report(c: C, x: Exchange, answered: number, latencyMs: number): void {
+    let status = answered;
+    if (x.source?.clientGone?.() === true) {
+      status = CLIENT_CLOSED;
+      x.errorMessage ??= `the client closed the connection before the answer (${answered}) was written`;
+    }
     let served = x.served;
     if (served === undefined) {
       const state = models.state();

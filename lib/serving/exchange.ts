@@ -54,6 +54,11 @@ export interface RequestSource {
    * (the Lambda adapter's: 6 MB for a Function URL or API Gateway, 1 MB behind a load balancer).
    */
   readonly answerLimit?: AnswerLimit;
+  /**
+   * Whether the client can no longer receive the answer (it closed or reset the connection), asked as the request is
+   * logged: such a request is logged with status 499, as nginx logs it.
+   */
+  clientGone?(): boolean;
 }
 
 /** The largest answer body a channel carries: `bytes`, as `size` measures a body the way the channel carries it. */

@@ -12,6 +12,7 @@ export interface RequestRecord {
   readonly method: string;
   /** The URL path (truncated to 256 characters). */
   readonly path: string;
+  /** The status answered; 499 (as nginx logs it) when the client left before the answer was written. */
   readonly status: number;
   /** From the first byte of the request seen by the app to the response object being ready. */
   readonly latencyMs: number;

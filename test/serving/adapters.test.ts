@@ -399,7 +399,7 @@ describe('the Node adapter', () => {
     });
     await expect
       .poll(() => logs.slice(before).find((l) => String(l.error_message ?? '').includes('cut off')))
-      .toMatchObject({ status: 400, path: INFER });
+      .toMatchObject({ status: 499, path: INFER }); // nginx's "client closed request"
     const agent = new Agent();
     expect((await send('GET', '/v2/health/ready', undefined, agent)).status).toBe(200);
   });

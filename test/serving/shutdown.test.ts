@@ -379,7 +379,7 @@ describe('what Node answers itself (requests it cannot take to the app)', () => 
       expect(served.logs.slice(before)).toMatchObject([
         {
           request_id: 'half-1',
-          status: 400,
+          status: 499,
           path: '/v2/models/mlp/infer',
           error_message: 'the request body was cut off: the client closed the connection',
         },
@@ -523,6 +523,55 @@ describe('Expect: 100-continue over the limit', () => {
         Requests: 1,
       });
     } finally {
+      await served.close();
+    }
+  });
+});
+
+describe('a client that leaves before its answer', () => {
+  it('is logged with status 499 and the status it would have had, and counted as a client error', async () => {
+    const gate = deferred();
+    const entered = deferred();
+    const served = await serveFixture(mlpModel(), {
+      pack: { name: 'mlp', version: '1.0.0' },
+      wrap: (model) => gateSession(model, gate.promise, entered.resolve),
+    });
+    try {
+      const payload = JSON.stringify(body);
+      const socket = netConnect(Number(new URL(served.url).port), '127.0.0.1', () =>
+        socket.write(
+          `POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Request-Id: gone-1\r\nContent-Length: ${Buffer.byteLength(payload)}\r\n\r\n${payload}`,
+        ),
+      );
+      await entered.promise; // the model is running: the client gives up (a timeout of its own)
+      const closed = new Promise((resolve) => socket.once('close', resolve));
+      socket.destroy();
+      await closed;
+      // The server has seen the connection go: then the model run ends.
+      const open = () =>
+        new Promise<number>((resolve, reject) =>
+          served.running.server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+        );
+      await expect.poll(open).toBe(0);
+      gate.resolve();
+      const logged = async () => {
+        await served.flushTelemetry();
+        return served.logs.find((l) => l.request_id === 'gone-1');
+      };
+      await expect.poll(logged).toMatchObject({
+        status: 499,
+        operation: 'infer',
+        model: 'mlp',
+        batch_size: 1,
+        error_message: 'the client closed the connection before the answer (200) was written',
+      });
+      expect(served.emf.find((d) => d.ClientErrors !== undefined)).toMatchObject({
+        ClientErrors: 1,
+        Requests: 1,
+      });
+      expect((await call(served.url, 'GET', '/v2/health/live')).status).toBe(200);
+    } finally {
+      gate.resolve();
       await served.close();
     }
   });

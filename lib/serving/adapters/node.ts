@@ -207,6 +207,12 @@ class NodeRequestSource implements RequestSource {
     private readonly drainBytes: number,
   ) {}
 
+  clientGone(): boolean {
+    // A connection the client closed is destroyed; one it ended (FIN) is ended on our side too, so not writable.
+    const socket = this.incoming.socket;
+    return socket.destroyed || !socket.writable;
+  }
+
   header(name: string): string | undefined {
     const raw = this.incoming.rawHeaders;
     let value: string | undefined;
