@@ -56,13 +56,8 @@ export class InferenceRequestError extends MaapError {
   override readonly status = 400;
 }
 
-/**
- * The server answered the request itself while the app was reading it (Node's parser gave up on its body, or it did
- * not arrive in time): the app neither answers nor logs it again (the server's answer is logged).
- */
-export class AnsweredByServerError extends MaapError {
-  override readonly status = 400;
-}
+/** A request body that ended before all of it arrived: the client closed or reset the connection. */
+export class RequestCutOffError extends InferenceRequestError {}
 
 /** A request body (or a tensor in it) larger than the server is configured to accept. */
 export class PayloadTooLargeError extends MaapError {

@@ -17,7 +17,12 @@ import {
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { UsageError } from '../lib/errors.ts';
-import { answeredByServer, nodeListener, routedTarget } from '../lib/serving/adapters/node.ts';
+import {
+  answeredByServer,
+  closedByServer,
+  nodeListener,
+  routedTarget,
+} from '../lib/serving/adapters/node.ts';
 import {
   type FetchHandler,
   type PlainResponse,
@@ -88,20 +93,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const used = (req: IncomingMessage): void => {
     if (unused.size !== 0) unused.delete(req.socket);
   };
-  const server = createServer((req, res) => {
-    used(req);
-    listener(req, res);
-  });
-  server.on('connection', (socket: Socket) => {
-    unused.add(socket);
-    socket.once('close', () => unused.delete(socket));
-  });
-  // Longer than the usual load balancer idle timeout (60 s), so that the balancer closes first.
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
-  // A whole request (6 MiB by default) must arrive within 2 minutes, not Node's 5: a client that declares more body
-  // than it sends holds its connection and the body so far.
-  server.requestTimeout = 120_000;
   // What Node answers itself (a request it cannot parse, headers too large, a request too slow, an Expect it does
   // not meet) is answered as every other error is: JSON, with a request id; and logged and counted as every other
   // answer is, by the app.
@@ -129,18 +120,38 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     res.end(answer.body);
     report(answer, message, req);
   };
+  // Node's own answer to an HTTP/1.1 request without a Host header is an empty 400: this one is JSON, and logged.
+  const server = createServer({ requireHostHeader: false }, (req, res) => {
+    used(req);
+    if (lacksHost(req)) refuse(req, res, 400, MISSING_HOST);
+    else listener(req, res);
+  });
+  server.on('connection', (socket: Socket) => {
+    unused.add(socket);
+    socket.once('close', () => unused.delete(socket));
+  });
+  // Longer than the usual load balancer idle timeout (60 s), so that the balancer closes first.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  // A whole request (6 MiB by default) must arrive within 2 minutes, not Node's 5: a client that declares more body
+  // than it sends holds its connection and the body so far.
+  server.requestTimeout = 120_000;
   server.on('clientError', (err: ClientError, socket: Duplex) => {
     // The answer in progress on this connection, if any (Node's own default handler looks at the same).
     const current = (socket as Duplex & { _httpMessage?: ServerResponse & { req?: IncomingMessage } })
       ._httpMessage;
-    // A request the app already has (its head arrived; its body did not, or not in time) is this answer's: the app
-    // leaves it to this one (see answeredByServer), which is logged with its method, path and request id.
-    const req = current?.headersSent === false ? current.req : undefined;
+    // A request the app already has whose body Node was still reading (it broke, or did not arrive in time) is the
+    // one refused: this answer is its answer (see answeredByServer), logged with its method, path and request id.
+    // A complete one is not: the error is in a request pipelined behind it, read from the packet.
+    const req = current?.headersSent === false && current.req?.complete === false ? current.req : undefined;
+    if (req && err.code === CLIENT_ENDED) {
+      // The client ended the connection in the middle of the body: there is nobody to answer, and the app logs the
+      // request as cut off by its client (499), as it does when the connection is reset.
+      socket.destroy();
+      return;
+    }
     const answered = answerClientError(err, socket, current, req && requestIdOf(req));
     if (!answered) return;
-    // Unless the client ended the connection in the middle of the body: the app logs that request as cut off, as
-    // it does when the connection is reset.
-    if (req && err.code === CLIENT_ENDED) return;
     if (req) answeredByServer(req);
     report(answered.answer, answered.message, req, err.rawPacket);
   });
@@ -148,6 +159,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const limit = options.bodyLimit;
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
       used(req);
+      if (lacksHost(req)) {
+        refuse(req, res, 400, MISSING_HOST);
+        return;
+      }
       if (Number(req.headers['content-length'] ?? 0) > limit) {
         refuse(req, res, 413, tooLarge(limit).message); // the body was not sent: nothing to drop
         return;
@@ -156,6 +171,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       listener(req, res);
     });
   }
+  // A CONNECT (a client taking this server for a proxy) would otherwise be dropped without an answer.
+  server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+    used(req);
+    const message =
+      'CONNECT is not supported: this server answers the Open Inference Protocol, not as a proxy';
+    const answer = plainError(405, message, requestIdOf(req));
+    endWith(socket, answer);
+    report(answer, message, req);
+  });
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     const expect = clip(req.headers.expect ?? '', 100);
     refuse(req, res, 417, `Expect: ${expect} is not supported (only 100-continue is)`);
@@ -298,11 +322,30 @@ function answerClientError(
   }
   const [status, message] = clientErrorAnswer(err);
   const answer = plainError(status, message, requestId);
+  closedByServer(socket); // a request in flight on it loses its answer to this refusal, not to its client
+  endWith(socket, answer);
+  return { answer, message };
+}
+
+/** Writes `answer` straight to a connection Node has given up on, and ends it. */
+function endWith(socket: Duplex, answer: PlainResponse): void {
   const head = Object.entries(refusalHead(answer))
     .map(([name, value]) => `${name}: ${value}\r\n`)
     .join('');
   socket.end(`HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status]}\r\n${head}\r\n${answer.body}`);
-  return { answer, message };
+}
+
+const MISSING_HOST = 'an HTTP/1.1 request must have a Host header (RFC 9112, section 3.2)';
+
+/** An HTTP/1.1 request without a Host header (what Node's requireHostHeader refuses). */
+function lacksHost(req: IncomingMessage): boolean {
+  if (req.httpVersionMajor !== 1 || req.httpVersionMinor !== 1) return false;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 4 && name.toLowerCase() === 'host') return false;
+  }
+  return true;
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {

@@ -19,12 +19,7 @@ import type { Context } from 'hono';
 import { HonoBase } from 'hono/hono-base';
 import { PatternRouter } from 'hono/router/pattern-router';
 import { nowMs } from '../clock.ts';
-import {
-  AnsweredByServerError,
-  InferenceRequestError,
-  NotFoundError,
-  PayloadTooLargeError,
-} from '../errors.ts';
+import { InferenceRequestError, NotFoundError, PayloadTooLargeError, RequestCutOffError } from '../errors.ts';
 import type { LoadedModel } from '../inference/model.ts';
 import { ModelUnavailableError } from '../inference/model-errors.ts';
 import { validateRequestLazily } from '../inference/request-check.ts';
@@ -92,6 +87,8 @@ class Exchange {
   batchSize: number | undefined = undefined;
   errorMessage: string | undefined = undefined;
   fault: unknown = undefined;
+  /** The body was cut off by the client (the message says so already). */
+  cutOff = false;
   constructor(
     readonly requestId: string,
     readonly operation: Operation,
@@ -196,9 +193,16 @@ export function createApp(options: AppOptions): PredictorApp {
 
   function report(c: C, x: Exchange, answered: number, latencyMs: number): void {
     let status = answered;
-    if (x.source?.clientGone?.() === true) {
-      status = CLIENT_CLOSED;
-      x.errorMessage ??= `the client closed the connection before the answer (${answered}) was written`;
+    const gone = x.source?.gone?.();
+    if (gone !== undefined) {
+      if (gone === 'answered') return; // the server answered it itself, and logs that answer
+      // A client that left: 499, unless the answer was a fault of ours (logged as such, with its stack).
+      if (answered < 500) {
+        status = CLIENT_CLOSED;
+        const note = `the client closed the connection before the answer (${answered}) was written`;
+        if (x.errorMessage === undefined) x.errorMessage = note;
+        else if (!x.cutOff) x.errorMessage = `${x.errorMessage} (${note})`;
+      }
     }
     let served = x.served;
     if (served === undefined) {
@@ -224,6 +228,7 @@ export function createApp(options: AppOptions): PredictorApp {
   function failure(x: Exchange, err: unknown): Response {
     const answer = errorAnswer(err, x.requestId);
     x.errorMessage = answer.message;
+    x.cutOff = err instanceof RequestCutOffError;
     if (answer.fault !== undefined) x.fault = answer.fault;
     const allow = err instanceof MethodNotAllowedError ? err.allow : undefined;
     return json(x, answer.status, JSON.stringify({ error: answer.message }), allow);
@@ -250,7 +255,6 @@ export function createApp(options: AppOptions): PredictorApp {
         res = await handler(c, x);
       } catch (err) {
         res = failure(x, err);
-        if (err instanceof AnsweredByServerError) return res; // the server logs the answer it wrote
       }
       report(c, x, res.status, nowMs() - start);
       return res;

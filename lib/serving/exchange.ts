@@ -55,10 +55,12 @@ export interface RequestSource {
    */
   readonly answerLimit?: AnswerLimit;
   /**
-   * Whether the client can no longer receive the answer (it closed or reset the connection), asked as the request is
-   * logged: such a request is logged with status 499, as nginx logs it.
+   * Why the answer can no longer be written, asked as the request is logged: `client` when the client closed or
+   * reset the connection (the request is logged with status 499, as nginx logs it), `answered` when the server
+   * answered the request itself (the server logs that answer; the app does not log the request), undefined when it
+   * can be written, or the server closed the connection for reasons of its own (a shutdown).
    */
-  clientGone?(): boolean;
+  gone?(): 'client' | 'answered' | undefined;
 }
 
 /** The largest answer body a channel carries: `bytes`, as `size` measures a body the way the channel carries it. */

@@ -577,6 +577,182 @@ describe('a client that leaves before its answer', () => {
   });
 });
 
+describe('one log line per request, whoever ends its connection (review findings)', () => {
+  /** An open connection that collects what the server writes. */
+  async function connection(url: string) {
+    const socket = netConnect(Number(new URL(url).port), '127.0.0.1');
+    const state = { socket, text: '', closed: new Promise((resolve) => socket.once('close', resolve)) };
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => (state.text += d));
+    socket.on('error', () => {});
+    await new Promise((resolve) => socket.once('connect', resolve));
+    return state;
+  }
+  const infer = (id: string) => {
+    const payload = JSON.stringify(body);
+    return `POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nX-Request-Id: ${id}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(payload)}\r\n\r\n${payload}`;
+  };
+  const lines = async (served: Awaited<ReturnType<typeof serveFixture>>, id: string) => {
+    await served.flushTelemetry();
+    return served.logs.filter((l) => l.request_id === id);
+  };
+
+  it('a request refused while the app answers it without reading its body is logged once, as refused', async () => {
+    const served = await serveFixture(mlpModel(), { pack: { name: 'mlp' } });
+    try {
+      const c = await connection(served.url);
+      c.socket.write(
+        'GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Request-Id: r2\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n',
+      );
+      await c.closed;
+      expect(c.text).toMatch(/^HTTP\/1\.1 400 /);
+      expect(await lines(served, 'r2')).toMatchObject([
+        {
+          status: 400,
+          method: 'GET',
+          path: '/v2/health/live',
+          error_message: expect.stringMatching(/HPE_INVALID_CHUNK_SIZE/),
+        },
+      ]);
+    } finally {
+      await served.close();
+    }
+  });
+
+  it('a malformed request pipelined behind one in flight is logged on its own; the one in flight once, not as left', async () => {
+    const gate = deferred();
+    const entered = deferred();
+    const served = await serveFixture(mlpModel(), {
+      pack: { name: 'mlp' },
+      wrap: (model) => gateSession(model, gate.promise, entered.resolve),
+    });
+    try {
+      const c = await connection(served.url);
+      c.socket.write(infer('A1'));
+      await entered.promise;
+      c.socket.write('GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\nX-Request-Id: B1\r\n\r\n');
+      await c.closed;
+      gate.resolve();
+      const refused = /\r\nx-request-id: ([^\r]*)\r\n/i.exec(c.text)?.[1] ?? '';
+      expect(refused).not.toBe('A1');
+      expect(await lines(served, refused)).toMatchObject([
+        { status: 400, method: 'GET', path: '/v2/health/ready', operation: 'health' },
+      ]);
+      await expect.poll(async () => (await lines(served, 'A1')).length).toBe(1);
+      expect((await lines(served, 'A1'))[0]).toMatchObject({ status: 200 }); // its answer was lost to the refusal
+    } finally {
+      gate.resolve();
+      await served.close();
+    }
+  });
+
+  it('a request cut short by the shutdown timeout is not logged as left by its client', async () => {
+    const gate = deferred();
+    const entered = deferred();
+    const served = await serveFixture(mlpModel(), {
+      pack: { name: 'mlp' },
+      wrap: (model) => gateSession(model, gate.promise, entered.resolve),
+    });
+    const { startServer } = await import('../../runtime/server.ts');
+    const logs: Record<string, unknown>[] = [];
+    const { createApp } = await import('../../lib/serving/app.ts');
+    const { createRequestLog } = await import('../../lib/telemetry/request-log.ts');
+    const quiet = { recordRequest() {}, flush() {} };
+    const app = createApp({
+      models: served.slot,
+      logger: createRequestLog({ sink: (line) => logs.push(JSON.parse(line)) }),
+      metrics: quiet,
+    });
+    const running = await startServer({ app, port: 0, handleSignals: false, shutdownTimeoutMs: 50 });
+    try {
+      const c = await connection(running.url);
+      c.socket.write(infer('S1'));
+      await entered.promise;
+      await running.shutdown(); // cuts the connection after 50 ms
+      gate.resolve();
+      await expect.poll(() => logs.filter((l) => l.request_id === 'S1')).toMatchObject([{ status: 200 }]);
+    } finally {
+      gate.resolve();
+      await served.close();
+    }
+  });
+
+  it('a fault after the client left is still logged as a fault, with its stack', async () => {
+    const entered = deferred();
+    const served = await serveFixture(mlpModel(), {
+      pack: { name: 'mlp' },
+      wrap: (model) => {
+        model.session.run = (async () => {
+          entered.resolve();
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          throw new Error('onnxruntime blew up');
+        }) as typeof model.session.run;
+        return model;
+      },
+    });
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      const c = await connection(served.url);
+      c.socket.write(infer('F1'));
+      await entered.promise;
+      c.socket.destroy();
+      await expect
+        .poll(async () => lines(served, 'F1'))
+        .toMatchObject([
+          { level: 'ERROR', status: 500, error: { message: expect.stringMatching(/blew up/) } },
+        ]);
+      expect(served.emf.find((d) => d.ServerErrors !== undefined)).toMatchObject({
+        ServerErrors: 1,
+        ClientErrors: 0,
+      });
+    } finally {
+      stderr.mockRestore();
+      await served.close();
+    }
+  });
+
+  it('answers and logs an HTTP/1.1 request without a Host header with JSON, where Node answers an empty 400', async () => {
+    const served = await serveFixture(mlpModel(), { pack: { name: 'mlp' } });
+    try {
+      const c = await connection(served.url);
+      c.socket.write('GET /v2/health/live HTTP/1.1\r\nX-Request-Id: nohost\r\n\r\n');
+      await c.closed;
+      expect(c.text).toMatch(/^HTTP\/1\.1 400 /);
+      expect(c.text).toMatch(/\r\nx-request-id: nohost\r\n/i);
+      const message = 'an HTTP/1.1 request must have a Host header (RFC 9112, section 3.2)';
+      expect(c.text).toContain(JSON.stringify({ error: message }));
+      expect(await lines(served, 'nohost')).toMatchObject([
+        { status: 400, method: 'GET', path: '/v2/health/live', error_message: message },
+      ]);
+      // HTTP/1.0 needs none.
+      const old = await connection(served.url);
+      old.socket.write('GET /v2/health/live HTTP/1.0\r\n\r\n');
+      await old.closed;
+      expect(old.text).toMatch(/^HTTP\/1\.1 200 /);
+    } finally {
+      await served.close();
+    }
+  });
+
+  it('answers and logs a CONNECT, which Node would drop without an answer', async () => {
+    const served = await serveFixture(mlpModel(), { pack: { name: 'mlp' } });
+    try {
+      const c = await connection(served.url);
+      c.socket.write(
+        'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nX-Request-Id: tunnel\r\n\r\n',
+      );
+      await c.closed;
+      expect(c.text).toMatch(/^HTTP\/1\.1 405 /);
+      expect(await lines(served, 'tunnel')).toMatchObject([
+        { status: 405, method: 'CONNECT', operation: 'other' },
+      ]);
+      expect((await call(served.url, 'GET', '/v2/health/live')).status).toBe(200);
+    } finally {
+      await served.close();
+    }
+  });
+});
+
 describe('hot swap', () => {
   it('moves new requests to the new model while an in-flight one finishes on the old, then closes the old', async () => {
     const gate = deferred();

@@ -11,7 +11,8 @@
  * `Connection: close`, and a client that sends more than that anyway is cut off.
  */
 import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
-import { AnsweredByServerError, InferenceRequestError } from '../../errors.ts';
+import type { Duplex } from 'node:stream';
+import { RequestCutOffError } from '../../errors.ts';
 import {
   type FetchHandler,
   faultAnswer,
@@ -52,7 +53,7 @@ export function nodeListener(
   const closing = options.closeConnection ?? never;
   const drainBytes = options.drainBytes ?? DRAIN_BYTES;
   const serve = (req: IncomingMessage, res: ServerResponse): void => {
-    const source = new NodeRequestSource(req, drainBytes);
+    const source = new NodeRequestSource(req, drainBytes, closing);
     let answer: Response | Promise<Response>;
     const failed = (err: unknown): void => {
       const unread = source.leavesUnreadBody(); // first: it starts dropping what is left of the body
@@ -94,6 +95,7 @@ export function nodeListener(
     const socket = req.socket;
     const queued = (waiting.get(socket) ?? 0) + 1;
     if (queued > MAX_PIPELINED) {
+      closedByServer(socket);
       socket.destroy();
       return;
     }
@@ -110,14 +112,23 @@ export const MAX_PIPELINED = 32;
 
 /** Requests the server answered itself while the app had them (see `answeredByServer`). */
 const answeredElsewhere = new WeakSet<IncomingMessage>();
+/** Connections the server ended or cut itself (see `closedByServer`). */
+const serverClosed = new WeakSet<Duplex>();
 
 /**
- * Marks `req`, which the app may be reading, as answered by the server itself (Node's parser gave up on its body,
- * or it did not arrive in time): the app's read of its body then fails with `AnsweredByServerError`, and the app
- * neither answers nor logs it (the server logs its own answer), instead of logging a body cut off by the client.
+ * Marks `req`, which the app may have, as answered by the server itself (Node's parser gave up on its body, or it
+ * did not arrive in time): the app does not log it (the server logs its own answer).
  */
 export function answeredByServer(req: IncomingMessage): void {
   answeredElsewhere.add(req);
+}
+
+/**
+ * Marks `socket` as ended or cut by the server itself (a request it refused, a client that sent too much): the
+ * requests on it that lose their answers are not logged as left by their client (499).
+ */
+export function closedByServer(socket: Duplex): void {
+  serverClosed.add(socket);
 }
 
 /** A request target that needs parsing: absolute-form, dot segments, backslashes, an encoded dot. */
@@ -205,12 +216,15 @@ class NodeRequestSource implements RequestSource {
   constructor(
     readonly incoming: IncomingMessage,
     private readonly drainBytes: number,
+    private readonly closing: () => boolean,
   ) {}
 
-  clientGone(): boolean {
+  gone(): 'client' | 'answered' | undefined {
+    if (answeredElsewhere.has(this.incoming)) return 'answered';
     // A connection the client closed is destroyed; one it ended (FIN) is ended on our side too, so not writable.
     const socket = this.incoming.socket;
-    return socket.destroyed || !socket.writable;
+    if (!socket.destroyed && socket.writable) return undefined;
+    return serverClosed.has(socket) || this.closing() ? undefined : 'client';
   }
 
   header(name: string): string | undefined {
@@ -231,7 +245,7 @@ class NodeRequestSource implements RequestSource {
   body(limit: number): Promise<Uint8Array> {
     const incoming = this.incoming;
     if (incoming.readableEnded) return Promise.resolve(new Uint8Array(0));
-    if (incoming.destroyed) return Promise.reject(cutOff(incoming));
+    if (incoming.destroyed) return Promise.reject(cutOff());
     // Listeners as closures over the read: a property set on the IncomingMessage would give Node's own objects a
     // new hidden class, and Node's code that reads them would turn polymorphic.
     return new Promise((resolve, reject) => {
@@ -261,7 +275,7 @@ class NodeRequestSource implements RequestSource {
       incoming.on('close', () => {
         if (settled) return;
         settled = true;
-        reject(cutOff(incoming));
+        reject(cutOff());
       });
     });
   }
@@ -295,7 +309,10 @@ class NodeRequestSource implements RequestSource {
   /** Counts bytes dropped; past `drainBytes` the client is cut off (it was told to stop). */
   private drop(bytes: number): void {
     this.#dropped += bytes;
-    if (this.#dropped > this.drainBytes) this.incoming.socket?.destroy();
+    if (this.#dropped > this.drainBytes && this.incoming.socket) {
+      closedByServer(this.incoming.socket);
+      this.incoming.socket.destroy();
+    }
   }
 }
 
@@ -309,9 +326,6 @@ function sameName(key: string, lower: string): boolean {
   return true;
 }
 
-/** Why a body ended before it had all arrived. */
-function cutOff(incoming: IncomingMessage): InferenceRequestError | AnsweredByServerError {
-  return answeredElsewhere.has(incoming)
-    ? new AnsweredByServerError('the server answered this request itself while its body was being read')
-    : new InferenceRequestError('the request body was cut off: the client closed the connection');
+function cutOff(): RequestCutOffError {
+  return new RequestCutOffError('the request body was cut off: the client closed the connection');
 }
