@@ -5,10 +5,15 @@
  * out the app's buffered telemetry (`flushTelemetry`: the last log lines and metrics), run `onShutdown` (e.g.
  * release the model; given at most one more timeout), write out what it logged, then exit. A second signal during
  * shutdown kills the process at once.
+ *
+ * What Node would answer (or drop) itself, before the app sees a request (a request it cannot parse, headers too
+ * large, a request too slow, an HTTP/1.1 request without Host, an Expect it does not meet, a body over the limit
+ * announced with `Expect: 100-continue`) is answered here as the app answers errors (JSON, with a request id) and
+ * handed to the app's `reportRefusal`, so that every answer is in the request log and the metrics once.
  */
 import {
   createServer,
-  type IncomingMessage,
+  IncomingMessage,
   maxHeaderSize,
   type Server,
   type ServerResponse,
@@ -19,6 +24,7 @@ import type { Duplex } from 'node:stream';
 import { UsageError } from '../lib/errors.ts';
 import {
   answeredByServer,
+  answerPending,
   closedByServer,
   nodeListener,
   routedTarget,
@@ -35,7 +41,7 @@ import { clip, requestIdFrom } from '../lib/serving/http.ts';
 export interface FetchApp extends FetchHandler {
   /** Writes out buffered telemetry; called at shutdown once the last request has finished. */
   flushTelemetry?(): void | Promise<void>;
-  /** Logs and counts a request the server answered itself, never reaching `fetch` (see `Refusal`). */
+  /** Logs and counts a request the server answered itself (see `Refusal`). */
   reportRefusal?(refusal: Refusal): void;
 }
 
@@ -123,8 +129,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // Node's own answer to an HTTP/1.1 request without a Host header is an empty 400: this one is JSON, and logged.
   const server = createServer({ requireHostHeader: false }, (req, res) => {
     used(req);
-    if (lacksHost(req)) refuse(req, res, 400, MISSING_HOST);
-    else listener(req, res);
+    if (!lacksHost(req)) listener(req, res);
+    // Refused when its turn comes (behind a pipelined request being answered): if that answer ends the connection,
+    // it never is, nor logged.
+    else if (res.socket !== null) refuse(req, res, 400, MISSING_HOST);
+    else res.once('socket', () => refuse(req, res, 400, MISSING_HOST));
   });
   server.on('connection', (socket: Socket) => {
     unused.add(socket);
@@ -136,14 +145,53 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // A whole request (6 MiB by default) must arrive within 2 minutes, not Node's 5: a client that declares more body
   // than it sends holds its connection and the body so far.
   server.requestTimeout = 120_000;
+  // Connections to end once the answer in progress has gone out (a malformed request pipelined behind it).
+  const ending = new WeakSet<Duplex>();
   server.on('clientError', (err: ClientError, socket: Duplex) => {
+    // An exception here would end the process: a connection whose refusal fails is only cut.
+    try {
+      answerRefused(err, socket);
+    } catch (failure) {
+      socket.destroy();
+      process.stderr.write(
+        `maap: answering a refused request failed: ${(failure as Error)?.stack ?? String(failure)}\n`,
+      );
+    }
+  });
+  const answerRefused = (err: ClientError, socket: Duplex): void => {
     // The answer in progress on this connection, if any (Node's own default handler looks at the same).
-    const current = (socket as Duplex & { _httpMessage?: ServerResponse & { req?: IncomingMessage } })
-      ._httpMessage;
+    // (Node sets it to null once that answer has gone out.)
+    const current =
+      (socket as Duplex & { _httpMessage?: (ServerResponse & { req?: IncomingMessage }) | null })
+        ._httpMessage ?? undefined;
     // A request the app already has whose body Node was still reading (it broke, or did not arrive in time) is the
     // one refused: this answer is its answer (see answeredByServer), logged with its method, path and request id.
     // A complete one is not: the error is in a request pipelined behind it, read from the packet.
-    const req = current?.headersSent === false && current.req?.complete === false ? current.req : undefined;
+    if (current !== undefined && current.headersSent === false && current.req?.complete === true) {
+      // The error is in a request pipelined behind one being answered: that answer goes out first (answering this
+      // one now would put its answer in that one's place), then the connection ends. This one gets no answer, and
+      // is not logged: nothing was answered (its client may send it again on a new connection).
+      if (!ending.has(socket)) {
+        ending.add(socket);
+        // The malformed one's head may have been read: the app takes it up when its turn comes, and must not log
+        // it (it is never answered).
+        const parsing = (socket as Duplex & { parser?: { incoming?: unknown } | null }).parser?.incoming;
+        if (parsing instanceof IncomingMessage && parsing !== current.req) answeredByServer(parsing);
+        current.once('finish', () => {
+          closedByServer(socket);
+          socket.end();
+        });
+      }
+      return;
+    }
+    if (ending.has(socket)) return; // more of what follows the request above
+    const req = current?.headersSent === false ? current.req : undefined;
+    // The app answered it already (the answer waits for the rest of the body to be dropped, during a shutdown): that
+    // answer is logged; this connection cannot carry it any more.
+    if (req && answerPending(req)) {
+      socket.destroy();
+      return;
+    }
     if (req && err.code === CLIENT_ENDED) {
       // The client ended the connection in the middle of the body: there is nobody to answer, and the app logs the
       // request as cut off by its client (499), as it does when the connection is reset.
@@ -154,7 +202,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     if (!answered) return;
     if (req) answeredByServer(req);
     report(answered.answer, answered.message, req, err.rawPacket);
-  });
+  };
   if (options.bodyLimit !== undefined) {
     const limit = options.bodyLimit;
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
@@ -171,15 +219,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       listener(req, res);
     });
   }
-  // A CONNECT (a client taking this server for a proxy) would otherwise be dropped without an answer.
-  server.on('connect', (req: IncomingMessage, socket: Duplex) => {
-    used(req);
-    const message =
-      'CONNECT is not supported: this server answers the Open Inference Protocol, not as a proxy';
-    const answer = plainError(405, message, requestIdOf(req));
-    endWith(socket, answer);
-    report(answer, message, req);
-  });
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     const expect = clip(req.headers.expect ?? '', 100);
     refuse(req, res, 417, `Expect: ${expect} is not supported (only 100-continue is)`);
@@ -259,7 +298,7 @@ async function within(work: void | Promise<void>, ms: number, late: () => void):
   }
 }
 
-/** The head of a refusal Node's own handlers write (`plainError`'s, with a fresh request id): it ends the connection. */
+/** The head of a refusal the server writes itself (`plainError`'s, with its request id): it ends the connection. */
 function refusalHead(answer: PlainResponse): Record<string, string> {
   return { ...answer.headers, 'content-length': String(Buffer.byteLength(answer.body)), connection: 'close' };
 }
@@ -343,7 +382,8 @@ function lacksHost(req: IncomingMessage): boolean {
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (name.length === 4 && name.toLowerCase() === 'host') return false;
+    if (name.length === 4 && (name === 'Host' || name === 'host' || name.toLowerCase() === 'host'))
+      return false;
   }
   return true;
 }

@@ -110,6 +110,7 @@ class Report implements RequestRecord {
     readonly batchSize: number | undefined,
     readonly error: string | undefined,
     readonly fault: unknown,
+    readonly refused = false,
   ) {}
 }
 
@@ -384,6 +385,7 @@ export function createApp(options: AppOptions): PredictorApp {
         undefined,
         refusal.error,
         undefined,
+        true,
       );
       enqueue(record);
     },

@@ -21,9 +21,10 @@ export interface FetchHandler {
 }
 
 /**
- * A request a server answered itself, before the app saw it: Node could not parse it, its headers were too large,
- * it did not arrive in time, it declared a body over the limit while waiting for `100 Continue`, or it expected
- * what the server does not do. The app logs and counts it as it does its own answers (see `PredictorApp`).
+ * A request a server answered itself: Node could not parse it (or, while the app was reading it, its body), its
+ * headers were too large, it did not arrive in time, it had no Host header, it declared a body over the limit while
+ * waiting for `100 Continue`, or it expected what the server does not do. The app logs and counts it as it does
+ * its own answers (see `PredictorApp`).
  */
 export interface Refusal {
   /** The `x-request-id` the answer carries. */
@@ -154,7 +155,7 @@ export async function plainAnswer(answer: Response | PlainResponse): Promise<Pla
   return new PlainResponse(answer.status, headers, answer.body === null ? '' : await answer.text());
 }
 
-/** An adapter's own JSON error answer, for what never reached the app (a request it cannot read). */
+/** An adapter's own JSON error answer, for what the app does not answer itself (a request it cannot read). */
 export function plainError(status: number, message: string, requestId: string = randomUUID()): PlainResponse {
   return new PlainResponse(
     status,

@@ -66,6 +66,7 @@ interface Sample {
  * metric: recording a request allocates nothing).
  */
 class Series {
+  /** NaN for a request refused before the app (not timed). */
   readonly latency: number[] = [];
   readonly clientErrors: number[] = [];
   readonly serverErrors: number[] = [];
@@ -81,7 +82,7 @@ class Series {
   }
 
   add(record: RequestRecord): void {
-    this.latency.push(roundLatency(record.latencyMs));
+    this.latency.push(latencyOf(record));
     this.clientErrors.push(clientError(record.status));
     this.serverErrors.push(serverError(record.status));
     this.batchSizes.push(record.batchSize ?? Number.NaN);
@@ -89,6 +90,9 @@ class Series {
 }
 
 const roundLatency = (ms: number): number => Math.round(ms * 1000) / 1000;
+/** A request's Latency value; NaN (left out) for a refusal, which nobody timed: a 0 would drag the percentiles. */
+const latencyOf = (record: RequestRecord): number =>
+  record.refused === true ? Number.NaN : roundLatency(record.latencyMs);
 /** The ClientErrors and ServerErrors values of a request (1 or 0), from its status. */
 const clientError = (status: number): number => (status >= 400 && status < 500 ? 1 : 0);
 const serverError = (status: number): number => (status >= 500 ? 1 : 0);
@@ -119,7 +123,7 @@ export function createRequestMetrics(options: RequestMetricsOptions = {}): Power
   const mode = options.flush ?? 'interval';
   const output = options.sink ? undefined : options.output;
   const sample = (record: RequestRecord): Sample => ({
-    latency: roundLatency(record.latencyMs),
+    latency: latencyOf(record),
     clientError: clientError(record.status),
     serverError: serverError(record.status),
     batchSize: record.batchSize,
@@ -235,7 +239,11 @@ function publishSeries(metrics: Metrics, series: Series): void {
     MetricUnit.Count,
     series.latency.map(() => 1),
   );
-  declare('Latency', MetricUnit.Milliseconds, series.latency);
+  declare(
+    'Latency',
+    MetricUnit.Milliseconds,
+    series.latency.filter((l) => !Number.isNaN(l)),
+  );
   declare('ClientErrors', MetricUnit.Count, series.clientErrors);
   declare('ServerErrors', MetricUnit.Count, series.serverErrors);
   declare(
@@ -254,7 +262,9 @@ function publishSeries(metrics: Metrics, series: Series): void {
 /** Adds the samples' values metric by metric (so that the document lists its metrics in this order). */
 function addSamples(metrics: Metrics, samples: readonly Sample[]): void {
   for (const _ of samples) metrics.addMetric('Requests', MetricUnit.Count, 1);
-  for (const s of samples) metrics.addMetric('Latency', MetricUnit.Milliseconds, s.latency);
+  for (const s of samples) {
+    if (!Number.isNaN(s.latency)) metrics.addMetric('Latency', MetricUnit.Milliseconds, s.latency);
+  }
   for (const s of samples) metrics.addMetric('ClientErrors', MetricUnit.Count, s.clientError);
   for (const s of samples) metrics.addMetric('ServerErrors', MetricUnit.Count, s.serverError);
   for (const s of samples) {

@@ -14,8 +14,13 @@ export interface RequestRecord {
   readonly path: string;
   /** The status answered; 499 (as nginx logs it) when the client left before the answer was written. */
   readonly status: number;
-  /** From the first byte of the request seen by the app to the response object being ready. */
+  /**
+   * From the first byte of the request seen by the app to the response object being ready; 0 for a request the
+   * server refused before the app (`refused`), which nobody timed.
+   */
   readonly latencyMs: number;
+  /** Answered by the server itself, before the app (see `Refusal`): left out of the Latency metric. */
+  readonly refused?: boolean;
   readonly operation: Operation;
   /** The model this server was serving when it answered (never a name taken from the URL). */
   readonly model?: { readonly name: string; readonly version: string };

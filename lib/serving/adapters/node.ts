@@ -9,6 +9,10 @@
  * and the connection carries on: a client still sending reads the answer, where closing at once would reset the
  * connection under it (an EPIPE instead of the 413). A body declared larger than that is answered with
  * `Connection: close`, and a client that sends more than that anyway is cut off.
+ *
+ * The request source also tells the app, as it logs a request, whether its answer can still be written (`gone`):
+ * a client that left is logged 499; a request the server answered itself (see `answeredByServer`) is not logged
+ * by the app at all; a connection the server cut itself (`closedByServer`, a shutdown) changes nothing.
  */
 import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -117,10 +121,19 @@ const serverClosed = new WeakSet<Duplex>();
 
 /**
  * Marks `req`, which the app may have, as answered by the server itself (Node's parser gave up on its body, or it
- * did not arrive in time): the app does not log it (the server logs its own answer).
+ * did not arrive in time; the server logs its own answer), or as never to be answered (its connection ends before
+ * its turn): the app does not log it.
  */
 export function answeredByServer(req: IncomingMessage): void {
   answeredElsewhere.add(req);
+}
+
+/** Requests whose answer the app has made and that waits for the rest of their body to be dropped. */
+const waitingAnswers = new WeakSet<IncomingMessage>();
+
+/** Whether the app has answered `req` and the answer waits to be written (see `send`). */
+export function answerPending(req: IncomingMessage): boolean {
+  return waitingAnswers.has(req);
 }
 
 /**
@@ -170,6 +183,7 @@ function send(
   if (closes) headers.connection = 'close';
   // Ending the connection with body bytes unread would reset it under a client still sending (see `rest`).
   if (closes && source.rest !== undefined) {
+    waitingAnswers.add(req);
     source.rest.then(() => {
       try {
         res.writeHead(answer.status, headers);
@@ -220,10 +234,11 @@ class NodeRequestSource implements RequestSource {
   ) {}
 
   gone(): 'client' | 'answered' | undefined {
-    if (answeredElsewhere.has(this.incoming)) return 'answered';
-    // A connection the client closed is destroyed; one it ended (FIN) is ended on our side too, so not writable.
+    // A connection the client closed is destroyed; one it ended (FIN) is ended on our side too: not writable either
+    // way. (The server ends one before it marks a request answered by itself.)
     const socket = this.incoming.socket;
-    if (!socket.destroyed && socket.writable) return undefined;
+    if (socket.writable) return undefined;
+    if (answeredElsewhere.has(this.incoming)) return 'answered';
     return serverClosed.has(socket) || this.closing() ? undefined : 'client';
   }
 
