@@ -524,14 +524,20 @@ describe('Expect: 100-continue over the limit', () => {
   });
 });
 
+/** A server whose model runs wait for `gate`, saying when one has started (`entered`). */
+async function gatedServer() {
+  const gate = deferred();
+  const entered = deferred();
+  const served = await serveFixture(mlpModel(), {
+    pack: { name: 'mlp' },
+    wrap: (model) => gateSession(model, gate.promise, entered.resolve),
+  });
+  return { served, gate, entered };
+}
+
 describe('a client that leaves before its answer', () => {
   it('is logged with status 499 and the status it would have had, and counted as a client error', async () => {
-    const gate = deferred();
-    const entered = deferred();
-    const served = await serveFixture(mlpModel(), {
-      pack: { name: 'mlp', version: '1.0.0' },
-      wrap: (model) => gateSession(model, gate.promise, entered.resolve),
-    });
+    const { served, gate, entered } = await gatedServer();
     try {
       const payload = JSON.stringify(body);
       const socket = netConnect(Number(new URL(served.url).port), '127.0.0.1', () =>
@@ -627,12 +633,7 @@ describe('one log line per request, whoever ends its connection (review findings
   ])(
     'a request with %s pipelined behind one in flight waits for its answer, then the connection ends',
     async (_what, malformed) => {
-      const gate = deferred();
-      const entered = deferred();
-      const served = await serveFixture(mlpModel(), {
-        pack: { name: 'mlp' },
-        wrap: (model) => gateSession(model, gate.promise, entered.resolve),
-      });
+      const { served, gate, entered } = await gatedServer();
       try {
         const c = await connection(served.url);
         c.socket.write(infer('A1'));
@@ -657,12 +658,7 @@ describe('one log line per request, whoever ends its connection (review findings
   );
 
   it('a request without Host pipelined behind an answer that ends the connection is never answered, nor logged', async () => {
-    const gate = deferred();
-    const entered = deferred();
-    const served = await serveFixture(mlpModel(), {
-      pack: { name: 'mlp' },
-      wrap: (model) => gateSession(model, gate.promise, entered.resolve),
-    });
+    const { served, gate, entered } = await gatedServer();
     try {
       const c = await connection(served.url);
       c.socket.write(infer('A6').replace('Host: x\r\n', 'Host: x\r\nConnection: close\r\n'));
@@ -704,12 +700,7 @@ describe('one log line per request, whoever ends its connection (review findings
   });
 
   it('a request cut short by the shutdown timeout is not logged as left by its client', async () => {
-    const gate = deferred();
-    const entered = deferred();
-    const served = await serveFixture(mlpModel(), {
-      pack: { name: 'mlp' },
-      wrap: (model) => gateSession(model, gate.promise, entered.resolve),
-    });
+    const { served, gate, entered } = await gatedServer();
     const { startServer } = await import('../../runtime/server.ts');
     const logs: Record<string, unknown>[] = [];
     const { createApp } = await import('../../lib/serving/app.ts');
