@@ -119,21 +119,24 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       );
     }
   };
-  /** Answers `req` itself with `status` and `message`, and reports it. */
+  /**
+   * Answers `req` itself with `status` and `message`, and reports it. A request waiting for its turn (pipelined
+   * behind one being answered) is answered at once all the same: Node holds the answer, and the bytes it holds keep
+   * it from reading more requests. It is reported once the answer has gone out: if the one ahead ends the
+   * connection, it never goes out, and is not logged.
+   */
   const refuse = (req: IncomingMessage, res: ServerResponse, status: number, message: string): void => {
     const answer = plainError(status, message, requestIdOf(req));
     res.writeHead(answer.status, refusalHead(answer));
     res.end(answer.body);
-    report(answer, message, req);
+    if (res.socket !== null) report(answer, message, req);
+    else res.once('finish', () => report(answer, message, req));
   };
   // Node's own answer to an HTTP/1.1 request without a Host header is an empty 400: this one is JSON, and logged.
   const server = createServer({ requireHostHeader: false }, (req, res) => {
     used(req);
-    if (!lacksHost(req)) listener(req, res);
-    // Refused when its turn comes (behind a pipelined request being answered): if that answer ends the connection,
-    // it never is, nor logged.
-    else if (res.socket !== null) refuse(req, res, 400, MISSING_HOST);
-    else res.once('socket', () => refuse(req, res, 400, MISSING_HOST));
+    if (lacksHost(req)) refuse(req, res, 400, MISSING_HOST);
+    else listener(req, res);
   });
   server.on('connection', (socket: Socket) => {
     unused.add(socket);
@@ -173,18 +176,23 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       // is not logged: nothing was answered (its client may send it again on a new connection).
       if (!ending.has(socket)) {
         ending.add(socket);
-        // The malformed one's head may have been read: the app takes it up when its turn comes, and must not log
-        // it (it is never answered).
+        // When its body was malformed, its head was read: the app takes it up when its turn comes, and must not log
+        // it (it is never answered). (After a malformed head, Node's `incoming` is the last whole request, not it.)
         const parsing = (socket as Duplex & { parser?: { incoming?: unknown } | null }).parser?.incoming;
-        if (parsing instanceof IncomingMessage && parsing !== current.req) answeredByServer(parsing);
-        current.once('finish', () => {
-          closedByServer(socket);
-          socket.end();
-        });
+        if (parsing instanceof IncomingMessage && parsing.complete === false) answeredByServer(parsing);
+        endAfter(current, socket);
       }
       return;
     }
-    if (ending.has(socket)) return; // more of what follows the request above
+    if (ending.has(socket)) {
+      // More of what follows the malformed request above is malformed too; anything else (its body does not
+      // arrive in time, a reset) ends the connection.
+      if (!err.code?.startsWith('HPE_')) {
+        closedByServer(socket);
+        socket.destroy();
+      }
+      return;
+    }
     const req = current?.headersSent === false ? current.req : undefined;
     // The app answered it already (the answer waits for the rest of the body to be dropped, during a shutdown): that
     // answer is logged; this connection cannot carry it any more.
@@ -366,12 +374,48 @@ function answerClientError(
   return { answer, message };
 }
 
+/**
+ * Ends `socket` once `res` has gone out, and after it every whole request queued behind it (Node hands the connection
+ * to the next one as each answer goes out), up to the malformed one, which is never answered.
+ */
+function endAfter(res: ServerResponse, socket: Duplex): void {
+  res.once('finish', () => {
+    const next = (socket as Duplex & { _httpMessage?: (ServerResponse & { req?: IncomingMessage }) | null })
+      ._httpMessage;
+    if (next && next !== res && next.req?.complete === true) {
+      endAfter(next, socket);
+      return;
+    }
+    closedByServer(socket);
+    endConnection(socket);
+  });
+}
+
+/** How long a connection the server ended is left for its client to read the answer and close it. */
+const LINGER_MS = 2_000;
+
+/**
+ * Ends `socket` (after `data`), and cuts it if its client has not closed it after `LINGER_MS`: a connection whose
+ * request Node could not parse is not one its server's shutdown sees, and a client that never closes its side
+ * would otherwise hold the shutdown until its timeout.
+ */
+function endConnection(socket: Duplex, data?: string): void {
+  if (data === undefined) socket.end();
+  else socket.end(data);
+  const cut = setTimeout(() => socket.destroy(), LINGER_MS);
+  cut.unref();
+  socket.once('close', () => clearTimeout(cut));
+}
+
 /** Writes `answer` straight to a connection Node has given up on, and ends it. */
 function endWith(socket: Duplex, answer: PlainResponse): void {
   const head = Object.entries(refusalHead(answer))
     .map(([name, value]) => `${name}: ${value}\r\n`)
     .join('');
-  socket.end(`HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status]}\r\n${head}\r\n${answer.body}`);
+  endConnection(
+    socket,
+    `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status]}\r\n${head}\r\n${answer.body}`,
+  );
 }
 
 const MISSING_HOST = 'an HTTP/1.1 request must have a Host header (RFC 9112, section 3.2)';

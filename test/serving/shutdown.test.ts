@@ -581,8 +581,8 @@ describe('a client that leaves before its answer', () => {
 
 describe('one log line per request, whoever ends its connection (review findings)', () => {
   /** An open connection that collects what the server writes. */
-  async function connection(url: string) {
-    const socket = netConnect(Number(new URL(url).port), '127.0.0.1');
+  async function connection(url: string, allowHalfOpen = false) {
+    const socket = netConnect({ port: Number(new URL(url).port), host: '127.0.0.1', allowHalfOpen });
     const state = { socket, text: '', closed: new Promise((resolve) => socket.once('close', resolve)) };
     socket.setEncoding('utf8');
     socket.on('data', (d: string) => (state.text += d));
@@ -656,6 +656,73 @@ describe('one log line per request, whoever ends its connection (review findings
       }
     },
   );
+
+  it('whole requests queued between the one in flight and a malformed one are answered and logged; the malformed one is not', async () => {
+    const { served, gate, entered } = await gatedServer();
+    try {
+      const c = await connection(served.url);
+      c.socket.write(infer('A1'));
+      await entered.promise;
+      c.socket.write(infer('B1')); // whole, waiting for its turn
+      c.socket.write('GET /v2/health/live HTTP/1.1\r\nHo st: y\r\nX-Request-Id: C1\r\n\r\n');
+      await new Promise((resolve) => setTimeout(resolve, 50)); // C1 is read while A1 is in flight
+      gate.resolve();
+      await c.closed;
+      expect([...c.text.matchAll(/\r\nx-request-id: ([^\r]*)\r\n/gi)].map((m) => m[1])).toEqual(['A1', 'B1']);
+      await served.flushTelemetry();
+      expect(served.logs.map((l) => [l.request_id, l.status])).toEqual([
+        ['A1', 200],
+        ['B1', 200],
+      ]);
+    } finally {
+      gate.resolve();
+      await served.close();
+    }
+  });
+
+  it('cuts a connection it ended after a refusal when the client never closes its side', async () => {
+    const served = await serveFixture(mlpModel(), { pack: { name: 'mlp' } });
+    const c = await connection(served.url, true);
+    try {
+      c.socket.write('BAD\r\n\r\n');
+      await expect.poll(() => c.text).toMatch(/^HTTP\/1\.1 400 /);
+      expect(c.text).toMatch(/"error":"the request is not valid HTTP\/1\.1/);
+      // The client keeps its side open (allowHalfOpen). Node's shutdown does not see a connection whose request it
+      // could not parse: without the cut (2 s after the answer), this one would hold a shutdown for its whole timeout.
+      const open = () =>
+        new Promise<number>((resolve, reject) =>
+          served.running.server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+        );
+      await expect.poll(open, { timeout: 10_000, interval: 200 }).toBe(0);
+      expect(c.socket.destroyed).toBe(false); // the client did not close it
+    } finally {
+      c.socket.destroy();
+      await served.close();
+    }
+  });
+
+  it('stops reading requests without Host pipelined behind a slow one, as it does any others', async () => {
+    const { served, gate, entered } = await gatedServer();
+    let seen = 0;
+    const count = () => seen++;
+    served.running.server.on('request', count);
+    try {
+      const c = await connection(served.url);
+      c.socket.write(infer('A1'));
+      await entered.promise;
+      // 20,000 pipelined requests (680 KB): each refusal is written into its waiting answer at once, and those bytes
+      // make Node stop reading (had they waited for their turn, Node would have read them all, in memory).
+      c.socket.write('GET /v2/health/live HTTP/1.1\r\n\r\n'.repeat(20_000));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(seen).toBeGreaterThan(1);
+      expect(seen).toBeLessThan(10_000);
+      c.socket.destroy();
+    } finally {
+      served.running.server.off('request', count);
+      gate.resolve();
+      await served.close();
+    }
+  });
 
   it('a request without Host pipelined behind an answer that ends the connection is never answered, nor logged', async () => {
     const { served, gate, entered } = await gatedServer();
