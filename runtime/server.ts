@@ -162,54 +162,68 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     }
   });
   const answerRefused = (err: ClientError, socket: Duplex): void => {
-    // The answer in progress on this connection, if any (Node's own default handler looks at the same).
-    // (Node sets it to null once that answer has gone out.)
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy(); // nobody to answer (the app logs a request it had as left by its client)
+      return;
+    }
+    // The answer in progress on this connection, if any (Node's own default handler looks at the same; Node sets it
+    // to null once that answer has gone out), and the request Node was reading when it gave up.
     const current =
       (socket as Duplex & { _httpMessage?: (ServerResponse & { req?: IncomingMessage }) | null })
         ._httpMessage ?? undefined;
-    // A request the app already has whose body Node was still reading (it broke, or did not arrive in time) is the
-    // one refused: this answer is its answer (see answeredByServer), logged with its method, path and request id.
-    // A complete one is not: the error is in a request pipelined behind it, read from the packet.
-    if (current !== undefined && current.headersSent === false && current.req?.complete === true) {
-      // The error is in a request pipelined behind one being answered: that answer goes out first (answering this
-      // one now would put its answer in that one's place), then the connection ends. This one gets no answer, and
-      // is not logged: nothing was answered (its client may send it again on a new connection).
-      if (!ending.has(socket)) {
-        ending.add(socket);
-        // When its body was malformed, its head was read: the app takes it up when its turn comes, and must not log
-        // it (it is never answered). (After a malformed head, Node's `incoming` is the last whole request, not it.)
-        const parsing = (socket as Duplex & { parser?: { incoming?: unknown } | null }).parser?.incoming;
-        if (parsing instanceof IncomingMessage && parsing.complete === false) answeredByServer(parsing);
-        endAfter(current, socket);
-      }
-      return;
-    }
+    const parser = (socket as Duplex & { parser?: { incoming?: unknown } | null }).parser;
+    const parsing = parser?.incoming instanceof IncomingMessage ? parser.incoming : undefined;
     if (ending.has(socket)) {
-      // More of what follows the malformed request above is malformed too; anything else (its body does not
-      // arrive in time, a reset) ends the connection.
+      // Already ending (below): more of what follows is malformed too; anything else (what is being read does not
+      // arrive in time) cuts the connection.
       if (!err.code?.startsWith('HPE_')) {
         closedByServer(socket);
         socket.destroy();
       }
       return;
     }
-    const req = current?.headersSent === false ? current.req : undefined;
-    // The app answered it already (the answer waits for the rest of the body to be dropped, during a shutdown): that
-    // answer is logged; this connection cannot carry it any more.
-    if (req && answerPending(req)) {
+    if (current !== undefined && current.req?.complete === true && !current.writableFinished) {
+      // The error is in a request pipelined behind one being answered: that answer goes out first (answering this
+      // one now would put its answer in that one's place, or cut an answer being written), then those of the whole
+      // requests queued behind it, then the connection ends. The malformed one gets no answer, and is not logged:
+      // nothing was answered (its client may send it again on a new connection). When its body was malformed, its
+      // head was read: the app takes it up when its turn comes, and must not log it. (After a malformed head,
+      // Node's `incoming` is the last whole request, not it.)
+      ending.add(socket);
+      if (parsing?.complete === false) answeredByServer(parsing);
+      endAfter(current, socket);
+      return;
+    }
+    if (current?.req && answerPending(current.req)) {
+      // The app has answered it, and the answer waits for the rest of the body to be dropped (during a shutdown),
+      // which now never ends: that answer (logged) cannot go out any more.
       socket.destroy();
       return;
     }
+    const answeredAlready = current === undefined ? parsing?.complete === false : current.headersSent;
+    if (answeredAlready) {
+      // The app has answered the request whose body Node was reading (early: a 404, a 413, ...) and that body, being
+      // read and dropped, broke, stopped coming or was cut: that answer (logged) goes out, or has, and the
+      // connection ends without a second one.
+      ending.add(socket);
+      closedByServer(socket);
+      if (current === undefined) endConnection(socket);
+      else endAfter(current, socket);
+      return;
+    }
+    const req = current?.req;
     if (req && err.code === CLIENT_ENDED) {
       // The client ended the connection in the middle of the body: there is nobody to answer, and the app logs the
       // request as cut off by its client (499), as it does when the connection is reset.
       socket.destroy();
       return;
     }
-    const answered = answerClientError(err, socket, current, req && requestIdOf(req));
-    if (!answered) return;
+    // A request the app has whose body Node was still reading (it broke, or did not arrive in time) is the one
+    // refused: this answer is its answer (see answeredByServer), logged with its method, path and request id.
+    // Otherwise the refused request never reached the app, and is read from the packet.
+    const answer = answerClientError(err, socket, req && requestIdOf(req));
     if (req) answeredByServer(req);
-    report(answered.answer, answered.message, req, err.rawPacket);
+    report(answer.answer, answer.message, req, err.rawPacket);
   };
   if (options.bodyLimit !== undefined) {
     const limit = options.bodyLimit;
@@ -228,6 +242,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     });
   }
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    used(req);
+    if (lacksHost(req)) {
+      refuse(req, res, 400, MISSING_HOST); // as Node checks Host first
+      return;
+    }
     const expect = clip(req.headers.expect ?? '', 100);
     refuse(req, res, 417, `Expect: ${expect} is not supported (only 100-continue is)`);
   });
@@ -353,20 +372,13 @@ function clientErrorAnswer(err: ClientError): [number, string] {
 
 /**
  * Answers a request Node could not take (see `clientErrorAnswer`) with JSON, and ends the connection: what follows on
- * it cannot be trusted. A connection whose current answer has started, or that is closed, is only destroyed (and
- * nothing is answered: `undefined`).
+ * it cannot be trusted.
  */
 function answerClientError(
   err: ClientError,
   socket: Duplex,
-  answering: ServerResponse | undefined,
   requestId?: string,
-): { readonly answer: PlainResponse; readonly message: string } | undefined {
-  // Node's own default does the same check: an answer already started on this connection cannot be followed by ours.
-  if (err.code === 'ECONNRESET' || !socket.writable || answering?.headersSent) {
-    socket.destroy();
-    return undefined;
-  }
+): { readonly answer: PlainResponse; readonly message: string } {
   const [status, message] = clientErrorAnswer(err);
   const answer = plainError(status, message, requestId);
   closedByServer(socket); // a request in flight on it loses its answer to this refusal, not to its client

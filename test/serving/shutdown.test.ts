@@ -3,7 +3,7 @@
  * are refused, a request stuck past the timeout is cut off, signals shut down and exit.
  */
 import { request as httpRequest } from 'node:http';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it, vi } from 'vitest';
 import type { LoadedModel } from '../../lib/inference/model.ts';
@@ -721,6 +721,65 @@ describe('one log line per request, whoever ends its connection (review findings
       served.running.server.off('request', count);
       gate.resolve();
       await served.close();
+    }
+  });
+
+  it.each([
+    [
+      'a 404, then the rest of the body breaks',
+      'POST /v2/models/nope/infer HTTP/1.1\r\nHost: x\r\nX-Request-Id: E1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"a":\r\n',
+      (socket: Socket) => socket.write('zz\r\n'),
+      404,
+    ],
+    [
+      'a 413 on the declared length, then the client gives up',
+      'POST /v2/models/mlp/infer HTTP/1.1\r\nHost: x\r\nX-Request-Id: E1\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"a":1',
+      (socket: Socket) => socket.end(),
+      413,
+    ],
+  ])(
+    'an answer given before the body arrived (%s) is the only one, logged once',
+    async (_what, head, then, status) => {
+      const served = await serveFixture(mlpModel(), { pack: { name: 'mlp' }, bodyLimit: 1000 });
+      try {
+        const c = await connection(served.url);
+        c.socket.write(head);
+        await expect.poll(() => c.text).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+        then(c.socket);
+        await c.closed;
+        expect(c.text.match(/^HTTP\/1\.1 /gm)).toHaveLength(1);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        await served.flushTelemetry();
+        expect(served.logs.map((l) => [l.request_id, l.status])).toEqual([['E1', status]]);
+      } finally {
+        await served.close();
+      }
+    },
+  );
+
+  it('lets a large answer being written finish before it ends the connection for a malformed request behind it', async () => {
+    const { startServer } = await import('../../runtime/server.ts');
+    const { PlainResponse } = await import('../../lib/serving/exchange.ts');
+    const size = 16 * 1024 * 1024;
+    const running = await startServer({
+      app: {
+        fetch: () => new PlainResponse(200, { 'content-type': 'text/plain' }, 'x'.repeat(size)).asResponse(),
+      },
+      port: 0,
+      handleSignals: false,
+    });
+    try {
+      const c = await connection(running.url);
+      c.socket.pause(); // a slow reader: the answer is still being written when the next request arrives
+      c.socket.write('GET /big HTTP/1.1\r\nHost: x\r\n\r\n');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      c.socket.write('BAD\r\n\r\n');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      c.socket.resume();
+      await c.closed;
+      expect(c.text.length - c.text.indexOf('\r\n\r\n') - 4).toBe(size);
+    } finally {
+      await running.shutdown();
     }
   });
 
