@@ -120,10 +120,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     }
   };
   /**
-   * Answers `req` itself with `status` and `message`, and reports it. A request waiting for its turn (pipelined
-   * behind one being answered) is answered at once all the same: Node holds the answer, and the bytes it holds keep
-   * it from reading more requests. It is reported once the answer has gone out: if the one ahead ends the
-   * connection, it never goes out, and is not logged.
+   * Answers `req` itself with `status` and `message`, and reports it: at once when it is the connection's current
+   * request. A request waiting for its turn (pipelined behind one being answered) is answered at once all the same
+   * (Node holds the answer, and the bytes it holds keep it from reading more requests), but reported only once its
+   * answer has gone out: if the one ahead ends the connection, it never goes out, and is not logged.
    */
   const refuse = (req: IncomingMessage, res: ServerResponse, status: number, message: string): void => {
     const answer = plainError(status, message, requestIdOf(req));
@@ -163,7 +163,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   const answerRefused = (err: ClientError, socket: Duplex): void => {
     if (err.code === 'ECONNRESET' || !socket.writable) {
-      socket.destroy(); // nobody to answer (the app logs a request it had as left by its client)
+      socket.destroy(); // nobody to answer, or an answer already ended the connection
       return;
     }
     // The answer in progress on this connection, if any (Node's own default handler looks at the same; Node sets it
@@ -174,15 +174,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const parser = (socket as Duplex & { parser?: { incoming?: unknown } | null }).parser;
     const parsing = parser?.incoming instanceof IncomingMessage ? parser.incoming : undefined;
     if (ending.has(socket)) {
-      // Already ending (below): more of what follows is malformed too; anything else (what is being read does not
-      // arrive in time) cuts the connection.
-      if (!err.code?.startsWith('HPE_')) {
+      // Already ending (below): more of what follows is malformed too. Anything else (what is being read does not
+      // arrive in time: Node's timeouts run for the malformed request) cuts the connection, unless an answer is being
+      // made or written there, which ends it when it has gone out.
+      if (!err.code?.startsWith('HPE_') && (current === undefined || current.writableFinished)) {
         closedByServer(socket);
         socket.destroy();
       }
       return;
     }
-    if (current !== undefined && current.req?.complete === true && !current.writableFinished) {
+    if (current !== undefined && current.req?.complete === true) {
       // The error is in a request pipelined behind one being answered: that answer goes out first (answering this
       // one now would put its answer in that one's place, or cut an answer being written), then those of the whole
       // requests queued behind it, then the connection ends. The malformed one gets no answer, and is not logged:

@@ -657,6 +657,32 @@ describe('one log line per request, whoever ends its connection (review findings
     },
   );
 
+  it('a request timeout of a malformed request pipelined behind a long inference does not cut its answer', async () => {
+    const { served, gate, entered } = await gatedServer();
+    let serverSide: Socket | undefined;
+    served.running.server.once('connection', (socket: Socket) => {
+      serverSide = socket;
+    });
+    try {
+      const c = await connection(served.url);
+      c.socket.write(infer('A1'));
+      await entered.promise;
+      c.socket.write('GET /v2/health/live HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      // Node's timeouts run for the malformed request: after headersTimeout (66 s), while A1's inference still runs,
+      // Node reports it as Node's connection check does.
+      const timeout = Object.assign(new Error('Request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' });
+      served.running.server.emit('clientError', timeout, serverSide);
+      gate.resolve();
+      await c.closed;
+      expect(c.text).toMatch(/^HTTP\/1\.1 200 /);
+      expect(c.text).toMatch(/\r\nx-request-id: A1\r\n/i);
+    } finally {
+      gate.resolve();
+      await served.close();
+    }
+  });
+
   it('whole requests queued between the one in flight and a malformed one are answered and logged; the malformed one is not', async () => {
     const { served, gate, entered } = await gatedServer();
     try {
@@ -783,16 +809,18 @@ describe('one log line per request, whoever ends its connection (review findings
     }
   });
 
-  it('a request without Host pipelined behind an answer that ends the connection is never answered, nor logged', async () => {
+  it('a request without Host pipelined behind one answered during a shutdown is never answered, nor logged', async () => {
     const { served, gate, entered } = await gatedServer();
     try {
       const c = await connection(served.url);
-      c.socket.write(infer('A6').replace('Host: x\r\n', 'Host: x\r\nConnection: close\r\n'));
+      c.socket.write(infer('A6'));
       await entered.promise;
       c.socket.write('GET /v2/health/live HTTP/1.1\r\nX-Request-Id: NH6\r\n\r\n');
-      await new Promise((resolve) => setTimeout(resolve, 50)); // NH6 is read, and waits for its turn
+      await new Promise((resolve) => setTimeout(resolve, 50)); // NH6 is read, refused, and waits for its turn
+      const stopped = served.running.shutdown(); // A6's answer will end the connection: NH6's turn never comes
       gate.resolve();
       await c.closed;
+      await stopped;
       expect(c.text.match(/^HTTP\/1\.1 /gm)).toHaveLength(1);
       expect(c.text).toMatch(/^HTTP\/1\.1 200 /);
       await served.flushTelemetry();

@@ -235,7 +235,7 @@ class NodeRequestSource implements RequestSource {
 
   gone(): 'client' | 'answered' | undefined {
     // A connection the client closed is destroyed; one it ended (FIN) is ended on our side too: not writable either
-    // way. (The server ends one before it marks a request answered by itself.)
+    // way. (A request the server answered itself, or never will, is on a connection the server ends.)
     const socket = this.incoming.socket;
     if (socket.writable) return undefined;
     if (answeredElsewhere.has(this.incoming)) return 'answered';
