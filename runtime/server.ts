@@ -133,10 +133,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     else res.once('finish', () => report(answer, message, req));
   };
   // Node's own answer to an HTTP/1.1 request without a Host header is an empty 400: this one is JSON, and logged.
+  // (Node checks Host before anything else: so does every handler here.)
+  const refusedForHost = (req: IncomingMessage, res: ServerResponse): boolean => {
+    if (!lacksHost(req)) return false;
+    refuse(req, res, 400, MISSING_HOST);
+    return true;
+  };
   const server = createServer({ requireHostHeader: false }, (req, res) => {
     used(req);
-    if (lacksHost(req)) refuse(req, res, 400, MISSING_HOST);
-    else listener(req, res);
+    if (!refusedForHost(req, res)) listener(req, res);
   });
   server.on('connection', (socket: Socket) => {
     unused.add(socket);
@@ -168,9 +173,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     }
     // The answer in progress on this connection, if any (Node's own default handler looks at the same; Node sets it
     // to null once that answer has gone out), and the request Node was reading when it gave up.
-    const current =
-      (socket as Duplex & { _httpMessage?: (ServerResponse & { req?: IncomingMessage }) | null })
-        ._httpMessage ?? undefined;
+    const current = answerInProgress(socket);
     const parser = (socket as Duplex & { parser?: { incoming?: unknown } | null }).parser;
     const parsing = parser?.incoming instanceof IncomingMessage ? parser.incoming : undefined;
     if (ending.has(socket)) {
@@ -230,10 +233,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     const limit = options.bodyLimit;
     server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
       used(req);
-      if (lacksHost(req)) {
-        refuse(req, res, 400, MISSING_HOST);
-        return;
-      }
+      if (refusedForHost(req, res)) return;
       if (Number(req.headers['content-length'] ?? 0) > limit) {
         refuse(req, res, 413, tooLarge(limit).message); // the body was not sent: nothing to drop
         return;
@@ -244,10 +244,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   }
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     used(req);
-    if (lacksHost(req)) {
-      refuse(req, res, 400, MISSING_HOST); // as Node checks Host first
-      return;
-    }
+    if (refusedForHost(req, res)) return;
     const expect = clip(req.headers.expect ?? '', 100);
     refuse(req, res, 417, `Expect: ${expect} is not supported (only 100-continue is)`);
   });
@@ -387,14 +384,21 @@ function answerClientError(
   return { answer, message };
 }
 
+/** The answer Node is making or writing on `socket` (its `_httpMessage`, null once that answer has gone out). */
+function answerInProgress(socket: Duplex): (ServerResponse & { req?: IncomingMessage }) | undefined {
+  return (
+    (socket as Duplex & { _httpMessage?: (ServerResponse & { req?: IncomingMessage }) | null })
+      ._httpMessage ?? undefined
+  );
+}
+
 /**
  * Ends `socket` once `res` has gone out, and after it every whole request queued behind it (Node hands the connection
  * to the next one as each answer goes out), up to the malformed one, which is never answered.
  */
 function endAfter(res: ServerResponse, socket: Duplex): void {
   res.once('finish', () => {
-    const next = (socket as Duplex & { _httpMessage?: (ServerResponse & { req?: IncomingMessage }) | null })
-      ._httpMessage;
+    const next = answerInProgress(socket);
     if (next && next !== res && next.req?.complete === true) {
       endAfter(next, socket);
       return;
