@@ -102,8 +102,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // What Node answers itself (a request it cannot parse, headers too large, a request too slow, an Expect it does
   // not meet) is answered as every other error is: JSON, with a request id; and logged and counted as every other
   // answer is, by the app.
-  const report = (answer: PlainResponse, message: string, req?: IncomingMessage, packet?: Buffer): void => {
-    const line = req ? { method: req.method, target: req.url } : requestLine(packet);
+  const report = (answer: PlainResponse, message: string, req?: IncomingMessage, err?: ClientError): void => {
+    const line = req
+      ? { method: req.method, target: req.url }
+      : requestLine(err?.rawPacket, err?.bytesParsed);
     const refusal: Refusal = {
       requestId: answer.headers['x-request-id'] as string,
       status: answer.status,
@@ -227,7 +229,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     // Otherwise the refused request never reached the app, and is read from the packet.
     const answer = answerClientError(err, socket, req && requestIdOf(req));
     if (req) answeredByServer(req);
-    report(answer.answer, answer.message, req, err.rawPacket);
+    report(answer.answer, answer.message, req, err);
   };
   if (options.bodyLimit !== undefined) {
     const limit = options.bodyLimit;
@@ -335,15 +337,38 @@ function requestIdOf(req: IncomingMessage): string {
 }
 
 /** What Node passes to 'clientError': its parser's error, with the bytes it was parsing when it has them. */
-type ClientError = NodeJS.ErrnoException & { reason?: string; rawPacket?: Buffer };
+type ClientError = NodeJS.ErrnoException & { reason?: string; rawPacket?: Buffer; bytesParsed?: number };
 
-/** A request line at the start of `packet` (what Node was parsing when it gave up), if there is one. */
-const REQUEST_LINE = /^([!#$%&'*+.^`|~\w-]{1,32}) ([!-~]{1,8192}) HTTP\/1\.[01]\r?\n/;
+/** A request line at the start of a line. */
+const REQUEST_LINE = /^([!#$%&'*+.^`|~\w-]{1,32}) ([!-~]{1,8192}) HTTP\/1\.[01]\r?\n/gm;
+/** How far before the error a refused request's line can start: its line (8 KiB at most here), then its head. */
+const REQUEST_LINE_REACH = 8300 + 16 * 1024;
 
-/** The method and target of the request line `packet` starts with; none when it does not start with one. */
-export function requestLine(packet: Buffer | undefined): { method?: string; target?: string } {
-  const line = packet && REQUEST_LINE.exec(packet.toString('latin1', 0, 8300));
-  return line ? { method: line[1] as string, target: line[2] as string } : {};
+/**
+ * The method and target of the request Node was parsing when it gave up: the last request line in `packet` (the bytes
+ * it was parsing, which may begin with whole requests before that one) that starts before `errorAt` (the error's
+ * `bytesParsed`); none when there is none.
+ */
+export function requestLine(
+  packet: Buffer | undefined,
+  errorAt: number = packet?.length ?? 0,
+): { method?: string; target?: string } {
+  if (packet === undefined) return {};
+  const end = Math.min(Math.max(errorAt, 0), packet.length);
+  const text = packet.toString(
+    'latin1',
+    Math.max(0, end - REQUEST_LINE_REACH),
+    Math.min(packet.length, end + 8300),
+  );
+  const limit = Math.min(end, REQUEST_LINE_REACH);
+  let found: RegExpExecArray | undefined;
+  REQUEST_LINE.lastIndex = 0;
+  for (let m = REQUEST_LINE.exec(text); m !== null && m.index <= limit; m = REQUEST_LINE.exec(text))
+    found = m;
+  // A head that ended before the error belongs to a whole request before the refused one (whose own line is then
+  // not a request line at all): none.
+  if (found === undefined || /\r?\n\r?\n/.test(text.slice(found.index, limit))) return {};
+  return { method: found[1] as string, target: found[2] as string };
 }
 
 /** Node's parser error for a connection the client ended before the whole request arrived. */

@@ -423,6 +423,19 @@ describe('requestLine', () => {
     });
   });
 
+  it('reads the request Node gave up on, not a whole one before it in the same packet', async () => {
+    const { requestLine } = await import('../../runtime/server.ts');
+    const before = 'GET /a HTTP/1.1\r\nHost: x\r\n\r\n';
+    const bad = 'GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n';
+    const errorAt = before.length + bad.indexOf('Bad Header');
+    expect(requestLine(Buffer.from(before + bad), errorAt)).toEqual({
+      method: 'GET',
+      target: '/v2/health/ready',
+    });
+    // A refused request whose own line is not one: none, rather than the whole request before it.
+    expect(requestLine(Buffer.from(`${before}BAD\r\n\r\n`), before.length)).toEqual({});
+  });
+
   it.each([
     ['no packet', undefined],
     ['the middle of a request', Buffer.from('aaaa\r\nHost: x\r\n\r\n')],
