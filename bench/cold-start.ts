@@ -2,7 +2,8 @@
  * Cold-start benchmark of the Lambda predictor: a fresh `node` process, from spawn to the first correct inference
  * response through the built bundle (`dist/predictor/` laid out as on Lambda, the onnxruntime layer in
  * `/opt/nodejs/node_modules`, the model package read from s3rver on 127.0.0.1), against a bare `node` script that
- * loads onnxruntime-node from the same layer, creates the session from the same model.onnx file and runs once.
+ * imports onnxruntime-node as npm installed it (found through `NODE_PATH`, as the bundle finds the layer's binding;
+ * the same native files as the layer), creates the session from the same model.onnx file and runs once.
  * Runs alternate; prints median and p90 of wall time (and of the process's CPU time up to the answer, which
  * other load on the machine disturbs less) and the ratios, and each side's minor page faults up to the answer with
  * what one costs on this machine (measured in the same run): first touches of fresh memory are a large part of a
@@ -229,6 +230,8 @@ async function main(): Promise<void> {
     };
     const bareEnv = {
       ...base,
+      // onnxruntime-node as installed: its JavaScript is in the bundle, and the layer holds only its native files.
+      NODE_PATH: join(ROOT, 'node_modules'),
       BENCH_MODEL: model.modelFile,
       BENCH_INPUTS: JSON.stringify(model.request.inputs),
     };

@@ -2,11 +2,13 @@
  * `npm run build`: the Lambda artifacts under `dist/`.
  *
  * - `dist/predictor/index.mjs` (+ `chunks/`): the predictor handler, minified ESM (node22): a small entry that
- *   starts the model's S3 GET, and the rest as a chunk it imports meanwhile. onnxruntime-node stays
- *   out of it: the bundle loads it with `require` (CommonJS resolution), which searches `NODE_PATH`, where Lambda
- *   lists `/opt/nodejs/node_modules`. `@aws-sdk/*` stays out too (never on the start path; the runtime has v3).
- * - `dist/layers/onnxruntime-linux-<arch>/nodejs/node_modules/`: onnxruntime-node and onnxruntime-common with only
- *   the files that run on that platform (no other OS or architecture, no typings, maps, sources or installer).
+ *   starts the model's S3 GET, and the rest as a chunk it imports meanwhile, onnxruntime-node's JavaScript
+ *   included. Its native files stay out: the bundle loads the binding with `require` (CommonJS resolution), which
+ *   searches `NODE_PATH`, where Lambda lists `/opt/nodejs/node_modules`. `@aws-sdk/*` stays out too (never on the
+ *   start path; the runtime has v3).
+ * - `dist/layers/onnxruntime-linux-<arch>/nodejs/node_modules/onnxruntime-node/`: the native files that run on that
+ *   platform (the binding and libonnxruntime; no other OS or architecture, no GPU providers) and the package.json
+ *   that names their version.
  * - `dist/*.zip` of each, to measure them against Lambda's limits: every archive at most 50 MB zipped (direct
  *   upload), function plus layer at most 250 MB unzipped. Over a limit, the build fails and says which.
  */
@@ -26,11 +28,22 @@ export const MB = 1024 * 1024;
 /** Lambda quotas: deployment package and layers unzipped together; each .zip uploaded directly. */
 export const LAMBDA_LIMITS = { unzippedBytes: 250 * MB, zippedBytes: 50 * MB } as const;
 
-/** Loads the layer's packages with `require`, so that Node's CommonJS resolution (and `NODE_PATH`) finds them. */
-export const RUNTIME_FROM_LAYER = ['onnxruntime-node', 'onnxruntime-common'];
+/**
+ * The onnxruntime package whose native files the layer carries. Its JavaScript (and onnxruntime-common's) is bundled
+ * into the predictor: resolving and compiling their ~50 CommonJS files one by one from the layer took ~17 ms of a
+ * cold start here, against ~1 ms for the same code in the bundle.
+ */
+export const ORT_NODE = 'onnxruntime-node';
+
+/** onnxruntime-node's module that loads the native binding. */
+const BINDING_JS = /[\\/]onnxruntime-node[\\/]dist[\\/]binding\.js$/;
+
+/** Where onnxruntime-node's binding.js loads the native binding from, relative to itself. */
+const NATIVE_REQUIRE =
+  /require\(`\.\.\/bin\/napi-v6\/\$\{process\.platform\}\/\$\{process\.arch\}\/onnxruntime_binding\.node`\)/;
 
 /**
- * Defines `require` in the ESM bundle: for the bundled CommonJS dependencies and the layer's packages.
+ * Defines `require` in the ESM bundle: for the bundled CommonJS dependencies and the layer's native binding.
  * `process.getBuiltinModule` (Node 20.16+, 22.3+) rather than an `import` of `node:module`, which would make Node
  * evaluate every export of it (and load the source-map support it keeps lazy).
  */
@@ -60,26 +73,66 @@ export interface BuildOptions {
   readonly print?: boolean;
 }
 
-/** Resolves the layer's packages to a `require()` the bundle makes at run time, instead of bundling them. */
-const runtimeFromLayer: Plugin = {
-  name: 'maap-runtime-from-layer',
+/**
+ * Bundles onnxruntime-node's JavaScript, and has its native binding come from the layer: the `require` of
+ * `../bin/napi-v6/<os>/<arch>/onnxruntime_binding.node` becomes one of `onnxruntime-node/bin/...` through Node's
+ * CommonJS resolution, which searches `NODE_PATH`, where Lambda lists `/opt/nodejs/node_modules`. The layer's
+ * package.json must name the version bundled (the binding and its JavaScript change together); a missing layer or
+ * another version fails the import with what to attach.
+ */
+const bindingFromLayer: Plugin = {
+  name: 'maap-binding-from-layer',
   setup(b) {
-    const filter = new RegExp(`^(${RUNTIME_FROM_LAYER.join('|')})$`);
-    b.onResolve({ filter }, (args) =>
-      args.namespace === 'layer'
-        ? { path: args.path, external: true }
-        : { path: args.path, namespace: 'layer' },
+    // binding.js loads node:worker_threads (~3.5 ms of a cold start here) for `isMainThread` alone, which tells the
+    // binding whether to free onnxruntime's environment when this thread's Node environment ends. The Lambda
+    // runtime loads the handler on its main thread: it is `true`.
+    b.onResolve({ filter: /^(node:)?worker_threads$/ }, (args) =>
+      BINDING_JS.test(args.importer) ? { path: args.path, namespace: 'maap-main-thread' } : undefined,
     );
-    b.onLoad({ filter: /.*/, namespace: 'layer' }, (args) => ({
-      contents: `try { module.exports = require(${JSON.stringify(args.path)}); } catch (err) {
-  err.message += ${JSON.stringify(`
-(maap: ${args.path} comes from the onnxruntime layer: attach dist/layers/onnxruntime-linux-<arch> matching the function's architecture)`)};
-  throw err;
-}`,
+    b.onLoad({ filter: /.*/, namespace: 'maap-main-thread' }, () => ({
+      contents: 'module.exports = { isMainThread: true };',
       loader: 'js',
     }));
+    b.onLoad({ filter: BINDING_JS }, async (args) => {
+      const source = await readFile(args.path, 'utf8');
+      if (!NATIVE_REQUIRE.test(source)) {
+        throw new Error(`${args.path} no longer loads its binding as maap expects: update bindingFromLayer`);
+      }
+      const { version } = JSON.parse(await readFile(join(dirname(args.path), '../package.json'), 'utf8')) as {
+        version: string;
+      };
+      return { contents: source.replace(NATIVE_REQUIRE, loadNativeBinding(version)), loader: 'js' };
+    });
   },
 };
+
+/**
+ * The expression that loads onnxruntime-node `version`'s native binding from the layer (the layer is Linux: paths
+ * are `/`-separated), checked against the layer's package.json.
+ */
+function loadNativeBinding(version: string): string {
+  // Filled in at run time: the function's architecture.
+  const attach = `attach the onnxruntime layer of the same build as this function (dist/layers/onnxruntime-linux-\${process.arch})`;
+  return `((native) => {
+  let file;
+  try {
+    file = require.resolve(native);
+  } catch (err) {
+    err.message += \`\\n(maap: onnxruntime's native binding comes from the onnxruntime layer: ${attach})\`;
+    throw err;
+  }
+  let layer;
+  try {
+    layer = JSON.parse(require('node:fs').readFileSync(file.replace(/bin\\/napi-v6\\/[^/]+\\/[^/]+\\/[^/]+$/, 'package.json'), 'utf8')).version;
+  } catch (err) {
+    layer = \`an unknown version (\${err.message})\`;
+  }
+  if (layer !== ${JSON.stringify(version)}) {
+    throw new Error(\`maap: the onnxruntime layer at \${file} holds ${ORT_NODE} \${layer}, but this predictor bundles ${ORT_NODE} ${version}: ${attach}\`);
+  }
+  return require(file);
+})(\`${ORT_NODE}/bin/napi-v6/\${process.platform}/\${process.arch}/onnxruntime_binding.node\`)`;
+}
 
 /**
  * maap only ever uses zod's English messages (classic zod registers them by itself, `lib/package/manifest.ts` does
@@ -120,7 +173,7 @@ export async function bundlePredictor(outDir: string, write = true): Promise<Met
     logLevel: 'warning',
     mainFields: ['module', 'main'],
     external: ['@aws-sdk/*'],
-    plugins: [runtimeFromLayer, zodEnglishOnly],
+    plugins: [bindingFromLayer, zodEnglishOnly],
   });
   // `require` only where esbuild's require helper is (one shared chunk): every other file would pay for an
   // import.meta and a createRequire of its own on the cold start, for nothing.
@@ -150,12 +203,13 @@ export async function bundlePredictor(outDir: string, write = true): Promise<Met
  */
 export const REQUIRE_HELPER = /typeof require\s*(?:<|!==?)\s*"u(?:ndefined)?"/;
 
-/** Whether a file of an installed onnxruntime package is needed at run time on linux-`arch`. */
-export function keepForLayer(pkg: string, file: string, arch: Arch): boolean {
+/**
+ * Whether a file of the installed onnxruntime-node goes into the linux-`arch` layer: its native files for that
+ * platform (the binding and libonnxruntime), and its package.json, which names their version. Its JavaScript is in
+ * the predictor bundle.
+ */
+export function keepForLayer(file: string, arch: Arch): boolean {
   if (file === 'package.json') return true;
-  if (/\.(d\.ts|d\.cts|d\.mts|map|ts|md)$/.test(file)) return false;
-  if (pkg === 'onnxruntime-common') return /^dist\/(cjs|esm)\/[^/]+\.(js|json)$/.test(file);
-  if (file.startsWith('dist/')) return /^dist\/[^/]+\.js$/.test(file);
   const native = /^bin\/napi-v\d+\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(file);
   if (!native) return false;
   const [, os, cpu, name = ''] = native;
@@ -163,24 +217,17 @@ export function keepForLayer(pkg: string, file: string, arch: Arch): boolean {
   return os === 'linux' && cpu === arch && !/providers_(cuda|tensorrt|rocm|migraphx)/.test(name);
 }
 
-/** Copies onnxruntime-node and onnxruntime-common for linux-`arch` into `<layerDir>/nodejs/node_modules`. */
+/** Copies onnxruntime-node's files for linux-`arch` into `<layerDir>/nodejs/node_modules/onnxruntime-node`. */
 export async function assembleLayer(layerDir: string, arch: Arch): Promise<void> {
-  // onnxruntime-common as onnxruntime-node itself resolves it (the copy it would load).
-  const ortNode = await packageDir('onnxruntime-node', join(ROOT, 'package.json'));
-  for (const pkg of RUNTIME_FROM_LAYER) {
-    const from = pkg === 'onnxruntime-node' ? ortNode : await packageDir(pkg, join(ortNode, 'package.json'));
-    const to = join(layerDir, 'nodejs/node_modules', pkg);
-    const files = (await walk(from)).filter((f) => keepForLayer(pkg, f, arch));
-    for (const file of files) {
-      await mkdir(dirname(join(to, file)), { recursive: true });
-      await copyFile(join(from, file), join(to, file));
-    }
-    if (
-      pkg === 'onnxruntime-node' &&
-      !files.some((f) => f.endsWith(`linux/${arch}/onnxruntime_binding.node`))
-    ) {
-      throw new Error(`onnxruntime-node in ${from} has no linux-${arch} binding: reinstall it (npm ci)`);
-    }
+  const from = await packageDir(ORT_NODE, join(ROOT, 'package.json'));
+  const to = join(layerDir, 'nodejs/node_modules', ORT_NODE);
+  const files = (await walk(from)).filter((f) => keepForLayer(f, arch));
+  if (!files.some((f) => f.endsWith(`linux/${arch}/onnxruntime_binding.node`))) {
+    throw new Error(`${ORT_NODE} in ${from} has no linux-${arch} binding: reinstall it (npm ci)`);
+  }
+  for (const file of files) {
+    await mkdir(dirname(join(to, file)), { recursive: true });
+    await copyFile(join(from, file), join(to, file));
   }
 }
 

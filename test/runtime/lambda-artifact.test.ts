@@ -125,13 +125,12 @@ describe('the built Lambda artifact', () => {
     expect(handlerFiles).toContain('index.mjs');
     expect(handlerFiles.filter((f) => !/^(chunks\/[\w-]+\.mjs|index\.mjs)(\.map)?$/.test(f))).toEqual([]);
     for (const arch of ['x64', 'arm64'] as const) {
-      const layer = await files(built.layers[arch].dir);
-      const natives = layer.filter((f) => f.includes('/bin/')).sort();
-      expect(natives).toEqual([
+      // The native files and the package.json naming their version; onnxruntime's JavaScript is in the bundle.
+      expect((await files(built.layers[arch].dir)).sort()).toEqual([
         `nodejs/node_modules/onnxruntime-node/bin/napi-v6/linux/${arch}/libonnxruntime.so.1`,
         `nodejs/node_modules/onnxruntime-node/bin/napi-v6/linux/${arch}/onnxruntime_binding.node`,
+        'nodejs/node_modules/onnxruntime-node/package.json',
       ]);
-      expect(layer.filter((f) => /\.(d\.ts|map|ts|md)$|\/script\/|\/lib\//.test(f))).toEqual([]);
       expect(built.layers[arch].bytes + built.predictor.bytes).toBeLessThan(LAMBDA_LIMITS.unzippedBytes);
       expect(built.layers[arch].zippedBytes).toBeLessThan(LAMBDA_LIMITS.zippedBytes);
     }
@@ -193,9 +192,9 @@ describe('the built Lambda artifact', () => {
     };
     expect(report.results).toHaveLength(calls.length);
     // No fetch Request/Response/Headers is built on the way: undici (with tls and http2) loads on their first use,
-    // tens of milliseconds of a cold start.
+    // tens of milliseconds of a cold start. Nor worker_threads, which onnxruntime-node loads to read isMainThread.
     expect(report.builtins).toContain('http');
-    expect(report.builtins.filter((m) => /undici|^tls$|^http2$/.test(m))).toEqual([]);
+    expect(report.builtins.filter((m) => /undici|^tls$|^http2$|^worker_threads$/.test(m))).toEqual([]);
     for (const { name, result } of report.results) {
       expect(result.statusCode).toBe(200);
       if (name === 'ready') expect(JSON.parse(result.body)).toEqual({ ready: true });
@@ -207,10 +206,14 @@ describe('the built Lambda artifact', () => {
     }
     const bodies = new Set(report.results.filter((r) => r.name === 'infer').map((r) => r.result.body));
     expect(bodies.size).toBe(1);
-    // Every CommonJS module came from the layer; nothing (and no AWS SDK) from anywhere else.
-    expect(report.modules.length).toBeGreaterThan(0);
-    expect(report.modules.filter((m) => !m.startsWith(join(root, 'opt/nodejs/node_modules/')))).toEqual([]);
-    expect(report.modules.some((m) => m.endsWith(`linux/${ARCH}/onnxruntime_binding.node`))).toBe(true);
+    // The one module loaded from a file outside the bundle is the layer's native binding: no JavaScript from the
+    // layer, nothing (and no AWS SDK) from anywhere else.
+    expect(report.modules).toEqual([
+      join(
+        root,
+        `opt/nodejs/node_modules/onnxruntime-node/bin/napi-v6/linux/${ARCH}/onnxruntime_binding.node`,
+      ),
+    ]);
   });
 
   it('reaches its first answers without the chunks of zod, semver and the two schemas (they load only on demand)', async () => {
@@ -254,21 +257,34 @@ describe('the built Lambda artifact', () => {
     for (const [i, v] of EXPECTED.entries()) expect(outputs[0].data[i]).toBeCloseTo(v, 5);
   });
 
-  it('finds onnxruntime-node through NODE_PATH only: without it the import fails and says which layer to attach', async () => {
+  it("finds onnxruntime's native binding through NODE_PATH only: without it the import fails and says which layer to attach", async () => {
     const run = await runNode(
       ['--input-type=module', '-e', `await import(${JSON.stringify(join(root, 'var/task/index.mjs'))})`],
       lambdaProcessEnv(lambdaEnv(s3), false),
     );
     expect(run.code).not.toBe(0);
-    expect(run.stderr).toContain("Cannot find module 'onnxruntime-node'");
-    expect(run.stderr).toContain('maap: onnxruntime-node comes from the onnxruntime layer');
+    expect(run.stderr).toContain(
+      `Cannot find module 'onnxruntime-node/bin/napi-v6/linux/${ARCH}/onnxruntime_binding.node'`,
+    );
+    expect(run.stderr).toContain(
+      `maap: onnxruntime's native binding comes from the onnxruntime layer: attach the onnxruntime layer of the same build as this function (dist/layers/onnxruntime-linux-${ARCH})`,
+    );
   });
 
-  it('needs require for the layer: a bare ESM import ignores NODE_PATH on stock Node', async () => {
-    // Lambda's own Node.js 18+ builds also search NODE_PATH for ESM; the bundle must not rely on that.
-    await writeFile(join(root, 'var/task/probe.mjs'), "import 'onnxruntime-node';\n");
-    const run = await runNode([join(root, 'var/task/probe.mjs')], lambdaProcessEnv({}));
+  it('refuses a layer of another onnxruntime-node version than the one bundled, naming both', async () => {
+    const other = join(work.dir, 'other-layer');
+    await cp(built.layers[ARCH].dir, other, { recursive: true });
+    const manifest = join(other, 'nodejs/node_modules/onnxruntime-node/package.json');
+    const bundled = (JSON.parse(await readFile(manifest, 'utf8')) as { version: string }).version;
+    await writeFile(manifest, JSON.stringify({ name: 'onnxruntime-node', version: '1.19.2' }));
+    const env = lambdaProcessEnv(lambdaEnv(s3));
+    const run = await runNode(
+      ['--input-type=module', '-e', `await import(${JSON.stringify(join(root, 'var/task/index.mjs'))})`],
+      { ...env, NODE_PATH: join(other, 'nodejs/node_modules') },
+    );
     expect(run.code).not.toBe(0);
-    expect(run.stderr).toContain('ERR_MODULE_NOT_FOUND');
+    expect(run.stderr).toContain(
+      `holds onnxruntime-node 1.19.2, but this predictor bundles onnxruntime-node ${bundled}: attach the onnxruntime layer of the same build`,
+    );
   });
 });
