@@ -30,8 +30,8 @@ export const LAMBDA_LIMITS = { unzippedBytes: 250 * MB, zippedBytes: 50 * MB } a
 
 /**
  * The onnxruntime package whose native files the layer carries. Its JavaScript (and onnxruntime-common's) is bundled
- * into the predictor: resolving and compiling their ~50 CommonJS files one by one from the layer took ~17 ms of a
- * cold start here, against ~1 ms for the same code in the bundle.
+ * into the predictor: resolving and compiling their 23 CommonJS files one by one from the layer took ~17 ms of CPU
+ * on a cold start here. The bundle and the layer of one build go together (the bundle checks the layer's version).
  */
 export const ORT_NODE = 'onnxruntime-node';
 
@@ -84,8 +84,9 @@ const bindingFromLayer: Plugin = {
   name: 'maap-binding-from-layer',
   setup(b) {
     // binding.js loads node:worker_threads (~3.5 ms of a cold start here) for `isMainThread` alone, which tells the
-    // binding whether to free onnxruntime's environment when this thread's Node environment ends. The Lambda
-    // runtime loads the handler on its main thread: it is `true`.
+    // binding whether to free onnxruntime's process-wide environment when this thread's Node environment ends (only
+    // the main thread's does). The Lambda runtime loads the handler on its main thread: it is `true`. Loaded in a
+    // worker thread (which Lambda never does), the bundle would free that environment when the worker ends.
     b.onResolve({ filter: /^(node:)?worker_threads$/ }, (args) =>
       BINDING_JS.test(args.importer) ? { path: args.path, namespace: 'maap-main-thread' } : undefined,
     );
@@ -101,7 +102,8 @@ const bindingFromLayer: Plugin = {
       const { version } = JSON.parse(await readFile(join(dirname(args.path), '../package.json'), 'utf8')) as {
         version: string;
       };
-      return { contents: source.replace(NATIVE_REQUIRE, loadNativeBinding(version)), loader: 'js' };
+      // One line, so that the rest of binding.js keeps its lines in the source map.
+      return { contents: source.replace(NATIVE_REQUIRE, () => loadNativeBinding(version)), loader: 'js' };
     });
   },
 };
@@ -113,25 +115,26 @@ const bindingFromLayer: Plugin = {
 function loadNativeBinding(version: string): string {
   // Filled in at run time: the function's architecture.
   const attach = `attach the onnxruntime layer of the same build as this function (dist/layers/onnxruntime-linux-\${process.arch})`;
-  return `((native) => {
-  let file;
-  try {
-    file = require.resolve(native);
-  } catch (err) {
-    err.message += \`\\n(maap: onnxruntime's native binding comes from the onnxruntime layer: ${attach})\`;
-    throw err;
-  }
-  let layer;
-  try {
-    layer = JSON.parse(require('node:fs').readFileSync(file.replace(/bin\\/napi-v6\\/[^/]+\\/[^/]+\\/[^/]+$/, 'package.json'), 'utf8')).version;
-  } catch (err) {
-    layer = \`an unknown version (\${err.message})\`;
-  }
-  if (layer !== ${JSON.stringify(version)}) {
-    throw new Error(\`maap: the onnxruntime layer at \${file} holds ${ORT_NODE} \${layer}, but this predictor bundles ${ORT_NODE} ${version}: ${attach}\`);
-  }
-  return require(file);
-})(\`${ORT_NODE}/bin/napi-v6/\${process.platform}/\${process.arch}/onnxruntime_binding.node\`)`;
+  const code = `((native) => {
+    let file;
+    try {
+      file = require.resolve(native);
+    } catch (err) {
+      err.message += \`\\n(maap: onnxruntime's native binding comes from the onnxruntime layer: ${attach})\`;
+      throw err;
+    }
+    let layer;
+    try {
+      layer = \`${ORT_NODE} \${JSON.parse(require('node:fs').readFileSync(file.replace(/bin\\/napi-v6\\/[^/]+\\/[^/]+\\/[^/]+$/, 'package.json'), 'utf8')).version}\`;
+    } catch (err) {
+      layer = \`no readable package.json naming its ${ORT_NODE} version (\${err.message})\`;
+    }
+    if (layer !== ${JSON.stringify(`${ORT_NODE} ${version}`)}) {
+      throw new Error(\`maap: the onnxruntime layer at \${file} holds \${layer}, but this predictor bundles ${ORT_NODE} ${version}: ${attach}\`);
+    }
+    return require(file);
+  })(\`${ORT_NODE}/bin/napi-v6/\${process.platform}/\${process.arch}/onnxruntime_binding.node\`)`;
+  return code.replace(/\n\s*/g, ' ');
 }
 
 /**
@@ -205,11 +208,10 @@ export const REQUIRE_HELPER = /typeof require\s*(?:<|!==?)\s*"u(?:ndefined)?"/;
 
 /**
  * Whether a file of the installed onnxruntime-node goes into the linux-`arch` layer: its native files for that
- * platform (the binding and libonnxruntime), and its package.json, which names their version. Its JavaScript is in
- * the predictor bundle.
+ * platform (the binding and libonnxruntime). Its JavaScript is in the predictor bundle; the layer's package.json is
+ * written by `assembleLayer`.
  */
 export function keepForLayer(file: string, arch: Arch): boolean {
-  if (file === 'package.json') return true;
   const native = /^bin\/napi-v\d+\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(file);
   if (!native) return false;
   const [, os, cpu, name = ''] = native;
@@ -217,7 +219,11 @@ export function keepForLayer(file: string, arch: Arch): boolean {
   return os === 'linux' && cpu === arch && !/providers_(cuda|tensorrt|rocm|migraphx)/.test(name);
 }
 
-/** Copies onnxruntime-node's files for linux-`arch` into `<layerDir>/nodejs/node_modules/onnxruntime-node`. */
+/**
+ * Copies onnxruntime-node's native files for linux-`arch` into `<layerDir>/nodejs/node_modules/onnxruntime-node`,
+ * with a package.json of its name and version only: the installed one names a `main` (and could name `exports`)
+ * the layer has no file for.
+ */
 export async function assembleLayer(layerDir: string, arch: Arch): Promise<void> {
   const from = await packageDir(ORT_NODE, join(ROOT, 'package.json'));
   const to = join(layerDir, 'nodejs/node_modules', ORT_NODE);
@@ -229,6 +235,8 @@ export async function assembleLayer(layerDir: string, arch: Arch): Promise<void>
     await mkdir(dirname(join(to, file)), { recursive: true });
     await copyFile(join(from, file), join(to, file));
   }
+  const { version } = JSON.parse(await readFile(join(from, 'package.json'), 'utf8')) as { version: string };
+  await writeFile(join(to, 'package.json'), `${JSON.stringify({ name: ORT_NODE, version }, null, 2)}\n`);
 }
 
 /** The folder of an installed package, as `require` resolves it from `fromFile` (its exports may hide package.json). */

@@ -1,11 +1,13 @@
 /**
  * The predictor's Lambda entry point (bundled by `npm run build` into `dist/predictor/index.mjs`, handler
  * `index.handler`). The model loads in the init phase (top-level await: ESM handlers may await before the
- * first invocation), from `MAAP_REGISTRY` + `MAAP_MODEL` + `MAAP_MODEL_VERSION`. The init never throws: without
- * a usable model the function answers readiness with 503 and the reason, which is also logged.
+ * first invocation), from `MAAP_REGISTRY` + `MAAP_MODEL` + `MAAP_MODEL_VERSION`. Loading the model never throws:
+ * without a usable model the function answers readiness with 503 and the reason, which is also logged. (A missing
+ * onnxruntime layer, or one of another version than the bundle's, fails the import itself, naming the layer to
+ * attach: the function cannot serve anything without it.)
  *
  * Start path: the package's S3 GET starts first (one signed request, no AWS SDK); the rest (hono, the verifier,
- * onnxruntime-node from the layer) loads as a separate chunk while S3 answers.
+ * onnxruntime-node's JavaScript, its native binding from the layer) loads as a separate chunk while S3 answers.
  */
 import { prefetchPackage } from './prefetch.ts';
 

@@ -5,15 +5,27 @@
  */
 import { spawn } from 'node:child_process';
 import { cp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { basename, join, relative, sep } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Arch, type BuildResult, build, checkLimits, LAMBDA_LIMITS, MB } from '../../scripts/build.ts';
+import {
+  type Arch,
+  type BuildResult,
+  build,
+  checkLimits,
+  keepForLayer,
+  LAMBDA_LIMITS,
+  MB,
+} from '../../scripts/build.ts';
 import { tempDir } from '../helpers/packages.ts';
 import { type S3rverHandle, start as startS3rver } from '../helpers/s3rver.ts';
 import { EVENT_KINDS, type HttpCall, lambdaEvent } from './lambda-events.ts';
 import { EXPECTED, INFER_REQUEST, lambdaEnv, MODEL, publishMlp, VERSION } from './mlp-registry.ts';
 
 const ARCH = process.arch as Arch;
+/** The onnxruntime-node the build bundles: the one installed here. */
+const BUNDLED_ORT = (createRequire(import.meta.url)('onnxruntime-node/package.json') as { version: string })
+  .version;
 
 let work: { dir: string; cleanup: () => Promise<void> };
 let s3: S3rverHandle;
@@ -145,6 +157,20 @@ describe('the built Lambda artifact', () => {
     ]);
   });
 
+  it("takes into a layer only its platform's CPU files: no other OS or architecture, no GPU provider, no JavaScript", () => {
+    expect(keepForLayer('bin/napi-v6/linux/x64/onnxruntime_binding.node', 'x64')).toBe(true);
+    expect(keepForLayer('bin/napi-v6/linux/x64/libonnxruntime.so.1', 'x64')).toBe(true);
+    expect(keepForLayer('bin/napi-v6/linux/arm64/libonnxruntime.so.1', 'arm64')).toBe(true);
+    expect(keepForLayer('bin/napi-v6/linux/arm64/libonnxruntime.so.1', 'x64')).toBe(false);
+    expect(keepForLayer('bin/napi-v6/darwin/arm64/onnxruntime_binding.node', 'arm64')).toBe(false);
+    expect(keepForLayer('bin/napi-v6/win32/x64/onnxruntime.dll', 'x64')).toBe(false);
+    // What `npm install` adds for CUDA (the default install here skips it: .npmrc).
+    expect(keepForLayer('bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so', 'x64')).toBe(false);
+    expect(keepForLayer('bin/napi-v6/linux/x64/libonnxruntime_providers_tensorrt.so', 'x64')).toBe(false);
+    expect(keepForLayer('dist/binding.js', 'x64')).toBe(false);
+    expect(keepForLayer('package.json', 'x64')).toBe(false);
+  });
+
   it("defines require only in the chunk with esbuild's require helper, its source map shifted by that line", async () => {
     const dir = built.predictor.dir;
     const scripts = (await readdir(dir, { recursive: true, withFileTypes: true }))
@@ -271,20 +297,40 @@ describe('the built Lambda artifact', () => {
     );
   });
 
-  it('refuses a layer of another onnxruntime-node version than the one bundled, naming both', async () => {
-    const other = join(work.dir, 'other-layer');
-    await cp(built.layers[ARCH].dir, other, { recursive: true });
-    const manifest = join(other, 'nodejs/node_modules/onnxruntime-node/package.json');
-    const bundled = (JSON.parse(await readFile(manifest, 'utf8')) as { version: string }).version;
-    await writeFile(manifest, JSON.stringify({ name: 'onnxruntime-node', version: '1.19.2' }));
-    const env = lambdaProcessEnv(lambdaEnv(s3));
-    const run = await runNode(
+  /** Imports the handler with `layer` (a copy of the built one, changed by `change`) as the onnxruntime layer. */
+  async function importWithLayer(name: string, change: (packageJson: string) => Promise<void>) {
+    const layer = join(work.dir, name);
+    await cp(built.layers[ARCH].dir, layer, { recursive: true });
+    await change(join(layer, 'nodejs/node_modules/onnxruntime-node/package.json'));
+    return runNode(
       ['--input-type=module', '-e', `await import(${JSON.stringify(join(root, 'var/task/index.mjs'))})`],
-      { ...env, NODE_PATH: join(other, 'nodejs/node_modules') },
+      { ...lambdaProcessEnv(lambdaEnv(s3)), NODE_PATH: join(layer, 'nodejs/node_modules') },
+    );
+  }
+
+  it('refuses a layer of another onnxruntime-node version than the one bundled, naming both', async () => {
+    const run = await importWithLayer('other-version', (file) =>
+      writeFile(file, JSON.stringify({ name: 'onnxruntime-node', version: '1.19.2' })),
     );
     expect(run.code).not.toBe(0);
     expect(run.stderr).toContain(
-      `holds onnxruntime-node 1.19.2, but this predictor bundles onnxruntime-node ${bundled}: attach the onnxruntime layer of the same build`,
+      `holds onnxruntime-node 1.19.2, but this predictor bundles onnxruntime-node ${BUNDLED_ORT}: attach the onnxruntime layer of the same build as this function (dist/layers/onnxruntime-linux-${ARCH})`,
     );
+  });
+
+  it('refuses a layer whose version it cannot read, and says why', async () => {
+    const run = await importWithLayer('no-version', (file) => rm(file));
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toMatch(
+      /holds no readable package\.json naming its onnxruntime-node version \(ENOENT: no such file or directory.*\), but this predictor bundles onnxruntime-node/,
+    );
+  });
+
+  it("writes the layer's package.json with the bundled version, and no entry point the layer has no file for", async () => {
+    const manifest = join(built.layers[ARCH].dir, 'nodejs/node_modules/onnxruntime-node/package.json');
+    expect(JSON.parse(await readFile(manifest, 'utf8'))).toEqual({
+      name: 'onnxruntime-node',
+      version: BUNDLED_ORT,
+    });
   });
 });
