@@ -143,6 +143,44 @@ describe('s3Get', () => {
     }
   });
 
+  it('reads through import() on a Node without process.getBuiltinModule (before 20.16)', async () => {
+    const fake = await fakeS3([
+      (res) => {
+        res.writeHead(200, { 'content-length': '2' });
+        res.end('ok');
+      },
+      (res) => {
+        res.writeHead(404);
+        res.end();
+      },
+    ]);
+    const own = Object.getOwnPropertyDescriptor(process, 'getBuiltinModule');
+    let asked = 0;
+    const fallback = () => {
+      asked++;
+      return undefined;
+    };
+    Object.defineProperty(process, 'getBuiltinModule', {
+      value: fallback,
+      configurable: true,
+      writable: true,
+    });
+    try {
+      const object = await s3Get('b', 'k', fake.config);
+      expect((await readAll(object.body)).toString()).toBe('ok');
+      expect(asked).toBe(1);
+      Object.defineProperty(process, 'getBuiltinModule', {
+        value: undefined,
+        configurable: true,
+        writable: true,
+      });
+      expect(await s3Head('b', 'k', fake.config)).toBeUndefined();
+    } finally {
+      if (own) Object.defineProperty(process, 'getBuiltinModule', own);
+      await fake.close();
+    }
+  });
+
   it('gives up on an S3 that never answers once answerWithinMs has passed, not after every try times timeoutMs', async () => {
     const fake = await fakeS3([() => {}]); // takes the request, never answers
     try {

@@ -328,6 +328,10 @@ describe('the predictor bundle', () => {
     const sdk = imports.filter((i) => i.path.startsWith('@aws-sdk/'));
     // Only the full registry's lazy `import()`s remain (never taken on the predictor's start path).
     expect(sdk.every((i) => i.kind === 'dynamic-import' && i.external)).toBe(true);
+    // node:http(s) through process.getBuiltinModule, never an import: importing a built-in builds its ESM namespace,
+    // which reads every export, and on Node 22 (Lambda's nodejs22.x) node:http's lazy WebSocket exports load undici
+    // (75 more modules: 75M more instructions, ~16% of a cold start's main thread there).
+    expect(imports.filter((i) => /^(node:)?https?$/.test(i.path))).toEqual([]);
     // onnxruntime-node's JavaScript is bundled (one copy, CommonJS, as onnxruntime-node itself requires it); only
     // its native binding comes from the layer, through a require at run time (which honours NODE_PATH).
     expect(imports.filter((i) => i.path.includes('onnxruntime'))).toEqual([]);
