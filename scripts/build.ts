@@ -14,7 +14,7 @@
  */
 import { createWriteStream } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { builtinModules, createRequire } from 'node:module';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -138,6 +138,37 @@ function loadNativeBinding(version: string): string {
 }
 
 /**
+ * Node's built-in modules through `process.getBuiltinModule`, not an ESM `import`: for an imported built-in, Node
+ * builds a module namespace of all its exports, and reads each, which runs its lazy getters. On Node 22 (Lambda's
+ * nodejs22.x) those of `node:crypto`, `node:fs` and `node:util` load WebCrypto, file watchers, fs streams and
+ * promises, readline and parseArgs, which the predictor never uses. The bundle reads an export where it uses it, as
+ * from CommonJS. (A dynamic `import()` of a built-in stays one: esbuild would hand it a default export only.)
+ */
+const builtinsWithoutNamespace: Plugin = {
+  name: 'maap-builtins-without-namespace',
+  setup(b) {
+    const names = new Set(builtinModules);
+    b.onResolve({ filter: /^[a-z_]/ }, (args) => {
+      if (args.kind === 'dynamic-import') return undefined;
+      const name = args.path.startsWith('node:') ? args.path.slice(5) : args.path;
+      // One module per importer: a module shared by several chunks would be split into a chunk of its own, one more
+      // file to read and link on the cold start per built-in.
+      return names.has(name)
+        ? {
+            path: `${relative(ROOT, args.importer)}?node:${name}`,
+            namespace: 'maap-builtin',
+            pluginData: `node:${name}`,
+          }
+        : undefined;
+    });
+    b.onLoad({ filter: /.*/, namespace: 'maap-builtin' }, (args) => ({
+      contents: `module.exports = process.getBuiltinModule(${JSON.stringify(args.pluginData)});`,
+      loader: 'js',
+    }));
+  },
+};
+
+/**
  * maap only ever uses zod's English messages (classic zod registers them by itself, `lib/package/manifest.ts` does
  * for zod/mini): leaving the other 40-odd locales out keeps them from the bundle, and from the compile time of
  * a cold start that needs zod (~1 ms per 10 KB on Lambda).
@@ -176,7 +207,7 @@ export async function bundlePredictor(outDir: string, write = true): Promise<Met
     logLevel: 'warning',
     mainFields: ['module', 'main'],
     external: ['@aws-sdk/*'],
-    plugins: [bindingFromLayer, zodEnglishOnly],
+    plugins: [bindingFromLayer, builtinsWithoutNamespace, zodEnglishOnly],
   });
   // `require` only where esbuild's require helper is (one shared chunk): every other file would pay for an
   // import.meta and a createRequire of its own on the cold start, for nothing.
