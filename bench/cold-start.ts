@@ -20,7 +20,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { cp, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { packModel } from '../lib/package/pack.ts';
 import { build, ROOT } from '../scripts/build.ts';
 import { gatherValue, mlpModel, writeBigGatherModel } from '../test/fixtures/models.ts';
@@ -40,7 +40,7 @@ const RUNS = Math.min(100, Math.max(1, Number(arg('--runs') ?? 10)));
 const MODEL_MB = Number(arg('--mb') ?? 0);
 const REBUILD = !process.argv.includes('--no-build');
 /** The `node` both sides run on. */
-const NODE = arg('--node') ?? process.execPath;
+const NODE = resolve(arg('--node') ?? process.execPath); // each run starts in its own folder
 const nodeVersion = (): string =>
   NODE === process.execPath
     ? process.version

@@ -139,10 +139,11 @@ function loadNativeBinding(version: string): string {
 
 /**
  * Node's built-in modules through `process.getBuiltinModule`, not an ESM `import`: for an imported built-in, Node
- * builds a module namespace of all its exports, and reads each, which runs its lazy getters. On Node 22 (Lambda's
- * nodejs22.x) those of `node:crypto`, `node:fs` and `node:util` load WebCrypto, file watchers, fs streams and
- * promises, readline and parseArgs, which the predictor never uses. The bundle reads an export where it uses it, as
- * from CommonJS. (A dynamic `import()` of a built-in stays one: esbuild would hand it a default export only.)
+ * builds a module namespace of all its exports, and reads each, which runs its lazy getters: node:crypto's loads
+ * WebCrypto, node:util's parseArgs and MIME, and on Node 22 (Lambda's nodejs22.x) node:util's setTraceSigInt loads
+ * worker_threads, node:fs's file watchers, promises and streams. An import gets an ES module that reads, when it
+ * loads, only the exports the bundle uses (esbuild drops the others); a `require` gets the module itself. (A
+ * dynamic `import()` of a built-in stays one: esbuild would hand it a default export only.)
  */
 const builtinsWithoutNamespace: Plugin = {
   name: 'maap-builtins-without-namespace',
@@ -151,22 +152,38 @@ const builtinsWithoutNamespace: Plugin = {
     b.onResolve({ filter: /^[a-z_]/ }, (args) => {
       if (args.kind === 'dynamic-import') return undefined;
       const name = args.path.startsWith('node:') ? args.path.slice(5) : args.path;
+      if (!names.has(name)) return undefined;
       // One module per importer: a module shared by several chunks would be split into a chunk of its own, one more
       // file to read and link on the cold start per built-in.
-      return names.has(name)
-        ? {
-            path: `${relative(ROOT, args.importer)}?node:${name}`,
-            namespace: 'maap-builtin',
-            pluginData: `node:${name}`,
-          }
-        : undefined;
+      const esm = args.kind === 'import-statement';
+      return {
+        path: `${relative(ROOT, args.importer)}?node:${name}${esm ? '' : '&require'}`,
+        namespace: 'maap-builtin',
+        pluginData: { id: `node:${name}`, esm },
+      };
     });
-    b.onLoad({ filter: /.*/, namespace: 'maap-builtin' }, (args) => ({
-      contents: `module.exports = process.getBuiltinModule(${JSON.stringify(args.pluginData)});`,
-      loader: 'js',
-    }));
+    b.onLoad({ filter: /.*/, namespace: 'maap-builtin' }, (args) => {
+      const { id, esm } = args.pluginData as { id: string; esm: boolean };
+      const load = `process.getBuiltinModule(${JSON.stringify(id)})`;
+      return { contents: esm ? builtinAsEsm(id, load) : `module.exports = ${load};`, loader: 'js' };
+    });
   },
 };
+
+/**
+ * An ES module standing in for built-in `id`: its default export and each named export, read at load only if the
+ * bundle uses it (`@__PURE__`: esbuild drops the unused ones). The names are those of the Node running the build: a
+ * name the bundle imports and that Node lacks fails the build.
+ */
+function builtinAsEsm(id: string, load: string): string {
+  const exported = Object.keys(process.getBuiltinModule(id) as object).filter((k) => k !== 'default');
+  const lines = [`const m = ${load};`, 'export default m;'];
+  for (const [i, name] of exported.entries()) {
+    lines.push(`const e${i} = /* @__PURE__ */ (() => m[${JSON.stringify(name)}])();`);
+    lines.push(`export { e${i} as ${JSON.stringify(name)} };`);
+  }
+  return lines.join('\n');
+}
 
 /**
  * maap only ever uses zod's English messages (classic zod registers them by itself, `lib/package/manifest.ts` does

@@ -56,6 +56,7 @@ import { createRequire } from 'node:module';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 const [taskRoot, eventsFile, outFile] = process.argv.slice(2);
+const before = new Set(process.moduleLoadList);
 const { handler } = await import(pathToFileURL(taskRoot + '/index.mjs').href);
 const context = {
   callbackWaitsForEmptyEventLoop: true, functionName: 'maap-predictor', functionVersion: '$LATEST',
@@ -68,7 +69,8 @@ for (const call of JSON.parse(readFileSync(eventsFile, 'utf8'))) {
   results.push({ ...call, event: undefined, result: await handler(call.event, context) });
 }
 const modules = Object.keys(createRequire(import.meta.url).cache);
-const builtins = process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13));
+// What the handler loaded: not Node's own start, nor this driver's imports.
+const builtins = process.moduleLoadList.filter((m) => !before.has(m) && m.startsWith('NativeModule ')).map((m) => m.slice(13));
 writeFileSync(outFile, JSON.stringify({ results, modules, builtins }));
 `;
 
@@ -221,9 +223,11 @@ describe('the built Lambda artifact', () => {
     // tens of milliseconds of a cold start. Nor worker_threads, which onnxruntime-node loads to read isMainThread.
     expect(report.builtins).toContain('http');
     expect(report.builtins.filter((m) => /undici|^tls$|^http2$|^worker_threads$/.test(m))).toEqual([]);
-    // Nor what only an ESM namespace of node:crypto or node:util would load (their lazy exports): the bundle takes
-    // built-ins through process.getBuiltinModule. (This driver's own import of node:fs loads fs streams.)
-    expect(report.builtins.filter((m) => /webcrypto|parse_args|^internal\/mime$/.test(m))).toEqual([]);
+    // Nor what only an ESM namespace of node:crypto, node:util or node:fs would load (their lazy exports): the bundle
+    // takes built-ins through process.getBuiltinModule.
+    expect(
+      report.builtins.filter((m) => /webcrypto|parse_args|^internal\/mime$|^internal\/fs\/streams$/.test(m)),
+    ).toEqual([]);
     for (const { name, result } of report.results) {
       expect(result.statusCode).toBe(200);
       if (name === 'ready') expect(JSON.parse(result.body)).toEqual({ ready: true });

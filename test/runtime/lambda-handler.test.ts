@@ -332,6 +332,21 @@ describe('the predictor bundle', () => {
     // which reads every export, and on Node 22 (Lambda's nodejs22.x) node:http's lazy WebSocket exports load undici
     // (75 more modules: 75M more instructions, ~16% of a cold start's main thread there).
     expect(imports.filter((i) => /^(node:)?https?$/.test(i.path))).toEqual([]);
+    // Every other built-in too: an import gets an ES module reading only the exports used (a CommonJS stand-in would
+    // go through esbuild's __toESM, which reads every export's descriptor: on Node 22 that runs node:util's lazy
+    // setTraceSigInt, which loads worker_threads); a require gets the module itself.
+    const uses = Object.values(metafile.inputs).flatMap((input) =>
+      input.imports.filter((i) => i.path.startsWith('maap-builtin:')),
+    );
+    expect(uses.length).toBeGreaterThan(10);
+    for (const use of uses) {
+      const format = metafile.inputs[use.path]?.format;
+      expect([use.path, use.kind, format]).toEqual([
+        use.path,
+        use.kind,
+        use.kind === 'import-statement' ? 'esm' : 'cjs',
+      ]);
+    }
     // onnxruntime-node's JavaScript is bundled (one copy, CommonJS, as onnxruntime-node itself requires it); only
     // its native binding comes from the layer, through a require at run time (which honours NODE_PATH).
     expect(imports.filter((i) => i.path.includes('onnxruntime'))).toEqual([]);
