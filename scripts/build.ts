@@ -176,7 +176,7 @@ const builtinsWithoutNamespace: Plugin = {
  * name the bundle imports and that Node lacks fails the build.
  */
 function builtinAsEsm(id: string, load: string): string {
-  const exported = Object.keys(process.getBuiltinModule(id) as object).filter((k) => k !== 'default');
+  const exported = Object.keys(createRequire(import.meta.url)(id) as object).filter((k) => k !== 'default');
   const lines = [`const m = ${load};`, 'export default m;'];
   for (const [i, name] of exported.entries()) {
     lines.push(`const e${i} = /* @__PURE__ */ (() => m[${JSON.stringify(name)}])();`);
