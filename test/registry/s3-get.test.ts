@@ -155,25 +155,18 @@ describe('s3Get', () => {
       },
     ]);
     const own = Object.getOwnPropertyDescriptor(process, 'getBuiltinModule');
+    const replace = (value: unknown) =>
+      Object.defineProperty(process, 'getBuiltinModule', { value, configurable: true, writable: true });
     let asked = 0;
-    const fallback = () => {
+    replace(() => {
       asked++;
       return undefined;
-    };
-    Object.defineProperty(process, 'getBuiltinModule', {
-      value: fallback,
-      configurable: true,
-      writable: true,
     });
     try {
       const object = await s3Get('b', 'k', fake.config);
       expect((await readAll(object.body)).toString()).toBe('ok');
       expect(asked).toBe(1);
-      Object.defineProperty(process, 'getBuiltinModule', {
-        value: undefined,
-        configurable: true,
-        writable: true,
-      });
+      replace(undefined);
       expect(await s3Head('b', 'k', fake.config)).toBeUndefined();
     } finally {
       if (own) Object.defineProperty(process, 'getBuiltinModule', own);

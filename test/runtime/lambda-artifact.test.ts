@@ -101,6 +101,14 @@ function runNode(
   });
 }
 
+/** Only imports the handler (its init), in a fresh `node` with `env`. */
+function importHandler(env: Record<string, string>) {
+  return runNode(
+    ['--input-type=module', '-e', `await import(${JSON.stringify(join(root, 'var/task/index.mjs'))})`],
+    env,
+  );
+}
+
 /** What Lambda's Node.js runtime sets (NODE_PATH exactly as on nodejs22.x, rooted in the fake filesystem). */
 function lambdaProcessEnv(extra: Record<string, string>, nodePath = true): Record<string, string> {
   return {
@@ -291,10 +299,7 @@ describe('the built Lambda artifact', () => {
   });
 
   it("finds onnxruntime's native binding through NODE_PATH only: without it the import fails and says which layer to attach", async () => {
-    const run = await runNode(
-      ['--input-type=module', '-e', `await import(${JSON.stringify(join(root, 'var/task/index.mjs'))})`],
-      lambdaProcessEnv(lambdaEnv(s3), false),
-    );
+    const run = await importHandler(lambdaProcessEnv(lambdaEnv(s3), false));
     expect(run.code).not.toBe(0);
     expect(run.stderr).toContain(
       `Cannot find module 'onnxruntime-node/bin/napi-v6/linux/${ARCH}/onnxruntime_binding.node'`,
@@ -309,10 +314,10 @@ describe('the built Lambda artifact', () => {
     const layer = join(work.dir, name);
     await cp(built.layers[ARCH].dir, layer, { recursive: true });
     await change(join(layer, 'nodejs/node_modules/onnxruntime-node/package.json'));
-    return runNode(
-      ['--input-type=module', '-e', `await import(${JSON.stringify(join(root, 'var/task/index.mjs'))})`],
-      { ...lambdaProcessEnv(lambdaEnv(s3)), NODE_PATH: join(layer, 'nodejs/node_modules') },
-    );
+    return importHandler({
+      ...lambdaProcessEnv(lambdaEnv(s3)),
+      NODE_PATH: join(layer, 'nodejs/node_modules'),
+    });
   }
 
   it('refuses a layer of another onnxruntime-node version than the one bundled, naming both', async () => {
