@@ -19,6 +19,7 @@ import { generateKeyFiles } from '../lib/package/sign.ts';
 import { openRegistry } from '../lib/registry/index.ts';
 import { createApp } from '../lib/serving/app.ts';
 import { ModelSlot } from '../lib/serving/host.ts';
+import { serverTelemetry } from '../lib/telemetry/server.ts';
 import { startServer } from '../runtime/server.ts';
 import { train } from './fraud-ts/train.ts';
 
@@ -107,7 +108,7 @@ async function main() {
   step('serve fraud@production on a local server (verified, smoke-tested) and call it over HTTP');
   const slot = new ModelSlot({ reason: 'loading fraud@production' });
   const server = await startServer({
-    app: createApp({ models: slot }),
+    app: createApp({ models: slot, ...serverTelemetry() }),
     port: 0,
     host: '127.0.0.1',
     onShutdown: () => slot.close(),

@@ -8,6 +8,7 @@ import { type ModelRef, openRegistry, parseModelRef } from '../../lib/registry/i
 import { createApp, DEFAULT_BODY_LIMIT } from '../../lib/serving/app.ts';
 import { ModelSlot } from '../../lib/serving/host.ts';
 import { inferenceResponse } from '../../lib/serving/protocol.ts';
+import { serverTelemetry } from '../../lib/telemetry/server.ts';
 import { startServer } from '../../runtime/server.ts';
 
 const REGISTRY_HELP =
@@ -76,7 +77,11 @@ export function registerServeCommands(program: Command): void {
         );
       const target = parseTarget(spec); // refuse a bad name or a missing file before listening
       const slot = new ModelSlot({ reason: `loading ${spec}` });
-      const app = createApp({ models: slot, ...(opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {}) });
+      const app = createApp({
+        models: slot,
+        ...serverTelemetry(),
+        ...(opts.bodyLimit ? { bodyLimit: opts.bodyLimit } : {}),
+      });
       const running = await startServer({
         app,
         port: opts.port ?? defaultPort(),

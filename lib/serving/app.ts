@@ -23,9 +23,7 @@ import { InferenceRequestError, NotFoundError, PayloadTooLargeError, RequestCutO
 import type { LoadedModel } from '../inference/model.ts';
 import { ModelUnavailableError } from '../inference/model-errors.ts';
 import { validateRequestLazily } from '../inference/request-check.ts';
-import { onExit, stdoutLines } from '../telemetry/output.ts';
-import { createRequestLog } from '../telemetry/request-log.ts';
-import { createRequestMetrics } from '../telemetry/request-metrics.ts';
+import { onExit } from '../telemetry/output.ts';
 import type { Operation, RequestLog, RequestMetrics, RequestRecord } from '../telemetry/request-record.ts';
 import {
   type AnswerLimit,
@@ -60,19 +58,22 @@ export interface AppOptions {
   readonly models: ModelHost;
   /** Largest request body in bytes; enforced while the body streams in. @default 6 MiB */
   readonly bodyLimit?: number;
-  /** @default a powertools request log on stdout, written in batches (see `telemetry/output.ts`) */
-  readonly logger?: RequestLog;
   /**
-   * @default powertools EMF metrics on stdout, aggregated and published every second (the Node server; Lambda
-   * passes its own, flushed once per invocation)
+   * The request log: the Node server's is `serverTelemetry()`'s (powertools' format on stdout, written in batches),
+   * Lambda's prints each line as the request ends.
    */
-  readonly metrics?: RequestMetrics;
+  readonly logger: RequestLog;
+  /**
+   * The request metrics: the Node server's are `serverTelemetry()`'s (EMF on stdout, aggregated and published
+   * every second), Lambda's are flushed once per invocation.
+   */
+  readonly metrics: RequestMetrics;
   /** Server version reported by `GET /v2`. @default maap's package version */
   readonly version?: string;
   /**
    * Hand requests to the log and metrics in batches, once per event-loop turn, after the responses went out,
-   * instead of one by one before each response. @default true when the app builds its own telemetry (the Node
-   * server), false when `logger` or `metrics` are given (Lambda flushes its metrics right after the response)
+   * instead of one by one before each response (`serverTelemetry()` sets it). Lambda must not: it flushes its
+   * metrics right after the response. @default false
    */
   readonly batchReports?: boolean;
 }
@@ -153,8 +154,7 @@ function exchange(c: C, operation: Operation): Exchange {
 export function createApp(options: AppOptions): PredictorApp {
   const { models } = options;
   const maxBody = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
-  const logger = options.logger ?? createRequestLog({ output: stdoutLines() });
-  const metrics = options.metrics ?? createRequestMetrics({ output: stdoutLines() });
+  const { logger, metrics } = options;
   const serverMetadata = serverMetadataBody(options.version ?? SERVER_VERSION);
   const app = new HonoBase({ router: new MemoRouter(), getPath: appPath });
 
@@ -174,7 +174,7 @@ export function createApp(options: AppOptions): PredictorApp {
 
   // Batched reports: formatting lines back to back costs a fraction of doing it between requests (hot code and
   // data), and none of it delays a response. Written out at the latest at shutdown (`flushTelemetry`) or exit.
-  const batch = options.batchReports ?? (options.logger === undefined && options.metrics === undefined);
+  const batch = options.batchReports ?? false;
   let queued: RequestRecord[] = [];
   const drain = (): void => {
     const records = queued;

@@ -12,7 +12,7 @@
  */
 import { Logger, LogLevelThreshold } from '@aws-lambda-powertools/logger';
 import { type LineOutput, outputConsole } from './output.ts';
-import type { RequestLog, RequestRecord } from './request-record.ts';
+import { logRequestThrough, type RequestLog, type RequestRecord } from './request-record.ts';
 import { type LineSink, redirectPowertools, serviceName } from './sink.ts';
 
 export interface RequestLogOptions {
@@ -24,25 +24,6 @@ export interface RequestLogOptions {
   readonly output?: LineOutput;
   /** An existing Logger to log through (e.g. one the Lambda handler injects the context into). */
   readonly logger?: Logger;
-}
-
-/** The fields of a request's log line. */
-export function requestLogFields(record: RequestRecord): Record<string, string | number> {
-  const fields: Record<string, string | number> = {
-    request_id: record.requestId,
-    method: record.method,
-    path: record.path,
-    status: record.status,
-    latency_ms: Math.round(record.latencyMs * 1000) / 1000,
-    operation: record.operation,
-  };
-  if (record.model) {
-    fields.model = record.model.name;
-    fields.model_version = record.model.version;
-  }
-  if (record.batchSize !== undefined) fields.batch_size = record.batchSize;
-  if (record.error !== undefined) fields.error_message = record.error;
-  return fields;
 }
 
 export interface PowertoolsRequestLog extends RequestLog {
@@ -102,20 +83,9 @@ export function createRequestLog(options: RequestLogOptions = {}): PowertoolsReq
     logger,
     ...(output ? { flush: () => output.drain() } : {}),
     logRequest(record) {
-      if (record.status >= 500) {
-        // A fault (500) is logged with its stack; a 503 (no model in service) says why in error_message.
-        const fault = record.fault;
-        if (fault === undefined) logger.error('request', requestLogFields(record));
-        else
-          logger.error('request', {
-            ...requestLogFields(record),
-            error: fault instanceof Error ? fault : new Error(String(fault)),
-          });
-        return;
-      }
-      const line = fast?.(record);
+      const line = record.status < 500 ? fast?.(record) : undefined;
       if (line !== undefined) (output as LineOutput).write(line);
-      else logger.info('request', requestLogFields(record));
+      else logRequestThrough(logger, record);
     },
   };
 }

@@ -24,10 +24,8 @@
  */
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { type LineOutput, onExit, outputConsole } from './output.ts';
-import type { RequestMetrics, RequestRecord } from './request-record.ts';
+import { METRICS_NAMESPACE, type RequestMetrics, type RequestRecord } from './request-record.ts';
 import { type LineSink, redirectPowertools, serviceName, sinkConsole } from './sink.ts';
-
-export const METRICS_NAMESPACE = 'maap';
 
 /** Requests per EMF document in `interval` mode: EMF takes up to 100 values per metric. */
 export const MAX_REQUESTS_PER_DOCUMENT = 100;

@@ -47,3 +47,49 @@ export interface RequestMetrics {
   /** Writes out published documents still buffered (a buffered output has this); call after `flush()`. */
   drain?(): void | Promise<void>;
 }
+
+/** The CloudWatch namespace of the request metrics. */
+export const METRICS_NAMESPACE = 'maap';
+
+/** The fields of a request's log line (snake_case, the powertools convention), in their printed order. */
+export function requestLogFields(record: RequestRecord): Record<string, string | number> {
+  const fields: Record<string, string | number> = {
+    request_id: record.requestId,
+    method: record.method,
+    path: record.path,
+    status: record.status,
+    latency_ms: Math.round(record.latencyMs * 1000) / 1000,
+    operation: record.operation,
+  };
+  if (record.model) {
+    fields.model = record.model.name;
+    fields.model_version = record.model.version;
+  }
+  if (record.batchSize !== undefined) fields.batch_size = record.batchSize;
+  if (record.error !== undefined) fields.error_message = record.error;
+  return fields;
+}
+
+/** A logger with powertools' `info` and `error`. */
+export interface LevelLogger {
+  info(message: string, fields: Record<string, unknown>): void;
+  error(message: string, fields: Record<string, unknown>): void;
+}
+
+/**
+ * Logs a request's line through `logger`: INFO `request` with its fields; a 5xx at ERROR, a 500 with its fault
+ * (and stack) under `error`, a 503 (no model in service) saying why in `error_message`.
+ */
+export function logRequestThrough(logger: LevelLogger, record: RequestRecord): void {
+  if (record.status < 500) {
+    logger.info('request', requestLogFields(record));
+    return;
+  }
+  const fault = record.fault;
+  if (fault === undefined) logger.error('request', requestLogFields(record));
+  else
+    logger.error('request', {
+      ...requestLogFields(record),
+      error: fault instanceof Error ? fault : new Error(String(fault)),
+    });
+}

@@ -4,7 +4,6 @@
  * app. A bad or missing model never throws out of the init (Lambda would retry the init and the reason would
  * drown in retries): the predictor starts anyway, answers readiness with 503 and the reason, and logs why.
  */
-import type { Logger } from '@aws-lambda-powertools/logger';
 import { nowMs } from '../../lib/clock.ts';
 import type { LoadedModel, LoadOptions } from '../../lib/inference/model.ts';
 import { ModelUnavailableError } from '../../lib/inference/model-errors.ts';
@@ -15,9 +14,20 @@ import {
 } from '../../lib/serving/adapters/lambda.ts';
 import { createApp, type PredictorApp } from '../../lib/serving/app.ts';
 import { ModelSlot } from '../../lib/serving/host.ts';
-import { createRequestLog } from '../../lib/telemetry/request-log.ts';
-import { createRequestMetrics, type PowertoolsRequestMetrics } from '../../lib/telemetry/request-metrics.ts';
-import type { LineSink } from '../../lib/telemetry/sink.ts';
+import {
+  type LambdaContextFields,
+  type LambdaLogger,
+  lambdaRequestLog,
+  PlainLambdaMetrics,
+  PlainLogger,
+  plainPowertoolsEnvironment,
+} from '../../lib/telemetry/plain-powertools.ts';
+import {
+  METRICS_NAMESPACE,
+  type RequestLog,
+  type RequestMetrics,
+} from '../../lib/telemetry/request-record.ts';
+import { type LineSink, serviceName } from '../../lib/telemetry/sink.ts';
 import { loadConfiguredModel, modelConfig } from './load.ts';
 import type { Prefetch } from './prefetch.ts';
 
@@ -47,8 +57,10 @@ export type InitOutcome =
 export interface Predictor {
   readonly app: PredictorApp;
   readonly slot: ModelSlot;
-  readonly logger: Logger;
-  readonly metrics: PowertoolsRequestMetrics;
+  /** powertools' Logger, or a `PlainLogger` printing the same lines (see `lambdaTelemetry`). */
+  readonly logger: LambdaLogger;
+  /** Flushed once per invocation, after the answer. */
+  readonly metrics: RequestMetrics;
   readonly init: InitOutcome;
   /** Removed from the front of request paths (normalised: `/ml`), if set. */
   readonly basePath: string | undefined;
@@ -57,10 +69,7 @@ export interface Predictor {
 /** Loads the configured model (never throws) and builds the app around it. */
 export async function createPredictor(options: PredictorOptions = {}): Promise<Predictor> {
   const env = options.env ?? process.env;
-  const sink = options.sink ? { sink: options.sink } : {};
-  const requestLog = createRequestLog(sink);
-  const metrics = createRequestMetrics({ flush: 'manual', ...sink });
-  const { logger } = requestLog;
+  const { logger, requestLog, metrics } = await lambdaTelemetry(options.sink);
   const slot = new ModelSlot();
   const started = nowMs();
   let init: InitOutcome;
@@ -95,8 +104,8 @@ export async function createPredictor(options: PredictorOptions = {}): Promise<P
   return { app, slot, logger, metrics, init, basePath };
 }
 
-/** The Lambda context, as the handler uses it (powertools' Logger reads the invocation's fields from it). */
-export type LambdaContext = Parameters<Logger['addContext']>[0];
+/** The Lambda context, as the handler uses it (the log lines print the invocation's fields from it). */
+export type LambdaContext = LambdaContextFields;
 export type LambdaHandler = (event: unknown, context?: LambdaContext) => Promise<LambdaHttpResult>;
 
 /**
@@ -114,6 +123,38 @@ export function lambdaHandler(predictor: Predictor): LambdaHandler {
       predictor.metrics.flush();
     }
   };
+}
+
+interface LambdaTelemetry {
+  readonly logger: LambdaLogger;
+  readonly requestLog: RequestLog;
+  readonly metrics: RequestMetrics;
+}
+
+/**
+ * The predictor's log and metrics, in powertools' formats. Where the environment leaves powertools' output plain
+ * (`plainPowertoolsEnvironment`: the usual Lambda configuration), plain writers print the same lines without
+ * loading powertools, which would cost 5-10 ms of the cold start; otherwise (a log level, dev mode, sampling, a
+ * time zone, metrics disabled, Lambda's advanced logging controls) powertools loads and prints them itself.
+ */
+export async function lambdaTelemetry(
+  sink?: LineSink,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<LambdaTelemetry> {
+  const service = serviceName(env);
+  const to = sink ? { sink } : {};
+  if (plainPowertoolsEnvironment(env)) {
+    const logger = new PlainLogger({ serviceName: service, env, ...to });
+    const metrics = new PlainLambdaMetrics({ namespace: METRICS_NAMESPACE, serviceName: service, ...to });
+    return { logger, requestLog: lambdaRequestLog(logger), metrics };
+  }
+  const [{ createRequestLog }, { createRequestMetrics }] = await Promise.all([
+    import('../../lib/telemetry/request-log.ts'),
+    import('../../lib/telemetry/request-metrics.ts'),
+  ]);
+  const requestLog = createRequestLog({ serviceName: service, ...to });
+  const metrics = createRequestMetrics({ flush: 'manual', serviceName: service, ...to });
+  return { logger: requestLog.logger, requestLog, metrics };
 }
 
 /** `fraud@1.4.0 from s3://bucket/models`, for messages (the raw settings: they may be what is wrong). */

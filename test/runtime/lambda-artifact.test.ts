@@ -74,8 +74,12 @@ const builtins = process.moduleLoadList.filter((m) => !before.has(m) && m.starts
 writeFileSync(outFile, JSON.stringify({ results, modules, builtins }));
 `;
 
-/** Inputs of the chunks the predictor loads only on demand: zod, semver and the schemas built on them. */
-const ON_DEMAND = /node_modules\/(zod|semver)\/|lib\/package\/manifest\.ts$|lib\/inference\/validate\.ts$/;
+/**
+ * Inputs of the chunks the predictor loads only on demand: zod, semver and the schemas built on them, and
+ * powertools (the plain lines print its format while the environment leaves it plain).
+ */
+const ON_DEMAND =
+  /node_modules\/(zod|semver|@aws-lambda-powertools\/[\w-]+|@aws\/lambda-invoke-store)\/|lib\/package\/manifest\.ts$|lib\/inference\/validate\.ts$|lib\/telemetry\/request-(log|metrics)\.ts$/;
 
 /** Runs `node <args>` in `<root>/var/task` with only the environment Lambda would give it. */
 function runNode(
@@ -120,6 +124,7 @@ function lambdaProcessEnv(extra: Record<string, string>, nodePath = true): Recor
     AWS_LAMBDA_FUNCTION_NAME: 'maap-predictor',
     AWS_LAMBDA_FUNCTION_MEMORY_SIZE: '1024',
     AWS_LAMBDA_FUNCTION_VERSION: '$LATEST',
+    AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
     ...(nodePath
       ? {
           NODE_PATH: [
@@ -257,14 +262,14 @@ describe('the built Lambda artifact', () => {
     ]);
   });
 
-  it('reaches its first answers without the chunks of zod, semver and the two schemas (they load only on demand)', async () => {
+  it('reaches its first answers, logged and counted, without the chunks of zod, semver, the two schemas and powertools (they load only on demand)', async () => {
     // The same bundle with those chunks deleted: a cold start or a well-formed request that needed one would fail.
     const lean = join(work.dir, 'lean-task');
     await cp(built.predictor.dir, lean, { recursive: true });
     const lazy = Object.entries(built.metafile.outputs)
       .filter(([path, o]) => path.endsWith('.mjs') && Object.keys(o.inputs).some((i) => ON_DEMAND.test(i)))
       .map(([path]) => basename(path));
-    expect(lazy.length).toBeGreaterThanOrEqual(2);
+    expect(lazy.length).toBeGreaterThanOrEqual(4);
     expect(lazy).not.toContain('index.mjs');
     for (const chunk of lazy) await rm(join(lean, 'chunks', chunk));
     const calls = [
@@ -296,6 +301,20 @@ describe('the built Lambda artifact', () => {
     expect(report.results.map((r) => r.result.statusCode)).toEqual([200, 200]);
     const outputs = JSON.parse(report.results[1]?.result.body ?? '{}').outputs;
     for (const [i, v] of EXPECTED.entries()) expect(outputs[0].data[i]).toBeCloseTo(v, 5);
+    // Every line in powertools' format: the model loaded, one line per request (the first a cold start), the
+    // inference request's EMF document.
+    const lines = run.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.message ?? (l._aws ? 'emf' : '?'))).toEqual([
+      'model loaded',
+      'request',
+      'request',
+      'emf',
+    ]);
+    expect(lines.slice(1, 3).map((l) => l.cold_start)).toEqual([true, false]);
+    expect(lines[3]).toMatchObject({ model: MODEL, version: VERSION, Requests: 1, BatchSize: 2 });
   });
 
   it("finds onnxruntime's native binding through NODE_PATH only: without it the import fails and says which layer to attach", async () => {
