@@ -1,7 +1,7 @@
 /**
  * Starts reading the configured package from S3 before the predictor's heavy modules load, so that the S3 round
  * trip overlaps their compilation and onnxruntime's native load instead of following them. Light on purpose: it
- * imports only the signed GET (aws4, node:http) and reads the environment by hand. Anything it cannot handle (a
+ * imports only the signed GET (SigV4 over node:crypto, node:http) and reads the environment by hand. Anything it cannot handle (a
  * folder registry, an alias, a range, a missing setting) it leaves to the regular load, which reports it.
  */
 import type { Readable } from 'node:stream';

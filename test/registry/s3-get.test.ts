@@ -47,19 +47,35 @@ describe('s3Get', () => {
     }
   }
 
-  it('signs exactly as the AWS SDK signs the same GET (s3rver does not check signatures)', async () => {
+  it('signs exactly as the AWS SDK signs the same GET or HEAD (s3rver does not check signatures)', async () => {
     const now = new Date('2026-03-12T19:03:58Z');
-    const credentials = {
+    const withToken = {
       accessKeyId: 'AKIDEXAMPLE',
       secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY',
       sessionToken: 'token/+=',
     };
-    for (const [config, key] of [
-      [{ region: 'eu-west-1', credentials }, 'models/fraud/1.4.0+build.7.maap'],
-      [{ region: 'us-east-1', credentials, endpoint: 'http://127.0.0.1:4568' }, "odd keys/a b(1)!*'.maap"],
-    ] as [S3GetConfig, string][]) {
+    const noToken = {
+      accessKeyId: 'AKIAIOSFODNN7EXAMPLE',
+      secretAccessKey: 'je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY',
+    };
+    const cases: [string, S3GetConfig, string][] = [
+      ['GET', { region: 'eu-west-1', credentials: withToken }, 'models/fraud/1.4.0+build.7.maap'],
+      [
+        'GET',
+        { region: 'us-east-1', credentials: withToken, endpoint: 'http://127.0.0.1:4568' },
+        "odd keys/a b(1)!*'.maap",
+      ],
+      ['HEAD', { region: 'cn-north-1', credentials: noToken }, 'models/ünïcödé/~tilde/1.0.0.maap'],
+      [
+        'GET',
+        { region: 'ap-southeast-2', credentials: noToken, endpoint: 'https://minio.internal:9000/base/' },
+        'm/v.maap',
+      ],
+    ];
+    for (const [method, config, key] of cases) {
       const url = s3Url('maap-bucket', key, config);
-      const ours = signRequest('GET', url, config, now);
+      const ours = signRequest(method, url, config, now);
+      const { credentials } = config;
       const sdk = await new SignatureV4({
         service: 's3',
         region: config.region,
@@ -68,7 +84,7 @@ describe('s3Get', () => {
         uriEscapePath: false,
       }).sign(
         {
-          method: 'GET',
+          method,
           protocol: url.protocol,
           hostname: url.hostname,
           ...(url.port ? { port: Number(url.port) } : {}),
@@ -78,8 +94,13 @@ describe('s3Get', () => {
         },
         { signingDate: now },
       );
-      expect(ours.headers.Authorization).toBe(sdk.headers.authorization);
+      expect(ours.headers.Authorization, `${method} ${url.href}`).toBe(sdk.headers.authorization);
       expect(ours.path).toBe(url.pathname);
+      // Every header the SDK signs goes out with the value it signed.
+      for (const name of ['host', 'x-amz-date', 'x-amz-content-sha256', 'x-amz-security-token']) {
+        const sent = Object.entries(ours.headers).find(([n]) => n.toLowerCase() === name)?.[1];
+        expect(sent, name).toBe(sdk.headers[name]);
+      }
     }
   });
 
