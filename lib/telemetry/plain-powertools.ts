@@ -6,9 +6,9 @@
  * bundle). The predictor's own lines use a small part of them: a message with flat fields (and an `error`), the
  * invocation's context, one EMF document per request. `PlainLogger` and `PlainLambdaMetrics` print exactly the
  * bytes powertools prints for those (tests compare them with powertools' own output), while the environment
- * leaves powertools' output plain (`plainPowertoolsEnvironment`): no dev mode, UTC timestamps, the default log
- * level (INFO), no debug sampling, metrics enabled, one request at a time. Otherwise the predictor loads
- * powertools and logs through it.
+ * leaves powertools' output plain (`plainPowertoolsEnvironment`): no dev mode, UTC timestamps, a log level that
+ * prints INFO, no debug sampling, metrics enabled, one request at a time. Otherwise the predictor loads powertools
+ * and logs through it.
  */
 import {
   logRequestThrough,
@@ -18,27 +18,37 @@ import {
 } from './request-record.ts';
 import type { LineSink } from './sink.ts';
 
-/**
- * The environment variables that change what powertools prints for the predictor's lines: when any is set (and
- * `TZ` is not a UTC zone), the predictor logs through powertools itself.
- */
-export const POWERTOOLS_SETTINGS = [
-  'POWERTOOLS_DEV', // dev mode: indented JSON, arrays of stack lines
-  'POWERTOOLS_LOG_LEVEL',
-  'LOG_LEVEL',
-  'AWS_LAMBDA_LOG_LEVEL', // Lambda's advanced logging controls
-  'POWERTOOLS_LOGGER_SAMPLE_RATE', // debug sampling, and the sampling_rate printed
-  'POWERTOOLS_METRICS_DISABLED',
-  'AWS_LAMBDA_MAX_CONCURRENCY', // several requests at once: powertools keeps per-invocation state
-] as const;
+/** powertools' log levels (its `LogLevelThreshold` keys). */
+const LEVELS = new Set(['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'CRITICAL', 'SILENT']);
+/** The levels at which powertools prints every INFO, WARN and ERROR line. */
+const PLAIN_LEVELS = new Set(['TRACE', 'DEBUG', 'INFO']);
+/** The values powertools reads as true from a boolean setting. */
+const TRUTHY = new Set(['1', 'y', 'yes', 't', 'true', 'on']);
+const FALSY = new Set(['0', 'n', 'no', 'f', 'false', 'off']);
 
-/** Whether powertools would print the predictor's lines exactly as `PlainLogger` and `PlainLambdaMetrics` do. */
+/**
+ * Whether powertools would print the predictor's lines exactly as `PlainLogger` and `PlainLambdaMetrics` do, read
+ * as powertools reads its settings:
+ * - the log level prints INFO: Lambda's advanced logging controls (`AWS_LAMBDA_LOG_LEVEL`, which JSON log format
+ *   sets) when they name a level, else `POWERTOOLS_LOG_LEVEL` or `LOG_LEVEL`, else INFO;
+ * - no dev mode (`POWERTOOLS_DEV`: indented JSON, stack lines as arrays, metrics off), metrics not disabled;
+ * - no debug sampling (`POWERTOOLS_LOGGER_SAMPLE_RATE` 0 or unset: the line prints `sampling_rate`);
+ * - a UTC time zone (`TZ`; Lambda sets `:UTC`), and one request at a time (no `AWS_LAMBDA_MAX_CONCURRENCY`).
+ * Settings powertools refuses (a sample rate or a boolean it cannot read) make it throw; they go to powertools too.
+ */
 export function plainPowertoolsEnvironment(env: NodeJS.ProcessEnv = process.env): boolean {
-  for (const name of POWERTOOLS_SETTINGS) {
-    if (env[name] !== undefined && env[name].trim() !== '') return false;
-  }
-  const tz = env.TZ?.trim();
-  return !tz || tz.includes('UTC');
+  const read = (name: string): string => env[name]?.trim() ?? '';
+  const lambda = read('AWS_LAMBDA_LOG_LEVEL');
+  const alc = lambda === 'FATAL' ? 'CRITICAL' : lambda;
+  const level = LEVELS.has(alc) ? alc : read('POWERTOOLS_LOG_LEVEL') || read('LOG_LEVEL');
+  if (LEVELS.has(level) && !PLAIN_LEVELS.has(level)) return false; // a level powertools cannot read: INFO
+  if (TRUTHY.has(read('POWERTOOLS_DEV').toLowerCase())) return false;
+  const disabled = env.POWERTOOLS_METRICS_DISABLED;
+  if (disabled !== undefined && !FALSY.has(disabled.trim().toLowerCase())) return false;
+  if (Number(read('POWERTOOLS_LOGGER_SAMPLE_RATE')) !== 0) return false;
+  if (read('AWS_LAMBDA_MAX_CONCURRENCY') !== '') return false;
+  const tz = read('TZ');
+  return tz === '' || tz.includes('UTC');
 }
 
 /** The fields of the Lambda context that powertools prints. */
@@ -181,7 +191,8 @@ function replacer(): (this: unknown, key: string, value: unknown) => unknown {
 }
 
 function formatError(error: Error): Record<string, unknown> {
-  const { name, message, stack, cause } = error;
+  // `for...in` lists inherited enumerable keys too; powertools prints only the error's own values.
+  const { name, message, stack, cause, ...own } = error as Error & Record<string, unknown>;
   const formatted: Record<string, unknown> = {
     name,
     location: codeLocation(stack),
@@ -191,7 +202,7 @@ function formatError(error: Error): Record<string, unknown> {
   };
   for (const key in error) {
     if (key !== 'name' && key !== 'message' && key !== 'stack' && key !== 'cause') {
-      formatted[key] = (error as unknown as Record<string, unknown>)[key];
+      formatted[key] = own[key];
     }
   }
   return formatted;
@@ -242,7 +253,8 @@ export class PlainLambdaMetrics implements RequestMetrics {
     if (record === undefined) return;
     this.#pending = undefined;
     // A request the server refused itself was not timed: no Latency value (as `request-metrics.ts`).
-    const latency = record.refused === true ? undefined : Math.round(record.latencyMs * 1000) / 1000;
+    const rounded = Math.round(record.latencyMs * 1000) / 1000;
+    const latency = record.refused === true || Number.isNaN(rounded) ? undefined : rounded;
     const metrics: [string, string][] = [['Requests', 'Count']];
     if (latency !== undefined) metrics.push(['Latency', 'Milliseconds']);
     metrics.push(['ClientErrors', 'Count'], ['ServerErrors', 'Count']);

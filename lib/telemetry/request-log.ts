@@ -22,7 +22,7 @@ export interface RequestLogOptions {
   readonly sink?: LineSink;
   /** Where INFO lines go (batched stdout, see `output.ts`); ERROR lines and warnings go to stderr. */
   readonly output?: LineOutput;
-  /** An existing Logger to log through (e.g. one the Lambda handler injects the context into). */
+  /** An existing Logger to log through (one the caller also logs through, or adds a Lambda context to). */
   readonly logger?: Logger;
 }
 

@@ -134,8 +134,9 @@ interface LambdaTelemetry {
 /**
  * The predictor's log and metrics, in powertools' formats. Where the environment leaves powertools' output plain
  * (`plainPowertoolsEnvironment`: the usual Lambda configuration), plain writers print the same lines without
- * loading powertools, which would cost 5-10 ms of the cold start; otherwise (a log level, dev mode, sampling, a
- * time zone, metrics disabled, Lambda's advanced logging controls) powertools loads and prints them itself.
+ * loading powertools, which would cost 5-10 ms of the cold start; otherwise (a log level above INFO, dev mode,
+ * debug sampling, another time zone, metrics disabled, several requests at once) powertools loads and prints
+ * them itself.
  */
 export async function lambdaTelemetry(
   sink?: LineSink,

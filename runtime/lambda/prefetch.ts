@@ -1,8 +1,9 @@
 /**
  * Starts reading the configured package from S3 before the predictor's heavy modules load, so that the S3 round
  * trip overlaps their compilation and onnxruntime's native load instead of following them. Light on purpose: it
- * imports only the signed GET (SigV4 over node:crypto, node:http) and reads the environment by hand. Anything it cannot handle (a
- * folder registry, an alias, a range, a missing setting) it leaves to the regular load, which reports it.
+ * imports only the signed GET (SigV4 over node:crypto, node:http) and reads the environment by hand. Anything it
+ * cannot handle (a folder registry, an alias, a range, a missing setting) it leaves to the regular load, which
+ * reports it.
  */
 import type { Readable } from 'node:stream';
 import { type S3GetConfig, type S3Object, s3ConfigFromEnv, s3Get } from '../../lib/registry/s3-get.ts';

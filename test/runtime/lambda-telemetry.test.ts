@@ -6,13 +6,17 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MaapError } from '../../lib/errors.ts';
 import {
+  type LambdaLogger,
   PlainLambdaMetrics,
   PlainLogger,
-  POWERTOOLS_SETTINGS,
   plainPowertoolsEnvironment,
 } from '../../lib/telemetry/plain-powertools.ts';
 import { createRequestMetrics } from '../../lib/telemetry/request-metrics.ts';
-import { METRICS_NAMESPACE, type RequestRecord } from '../../lib/telemetry/request-record.ts';
+import {
+  METRICS_NAMESPACE,
+  type RequestMetrics,
+  type RequestRecord,
+} from '../../lib/telemetry/request-record.ts';
 import { redirectPowertools, type SinkConsole } from '../../lib/telemetry/sink.ts';
 import { lambdaTelemetry } from '../../runtime/lambda/core.ts';
 import { lambdaContext } from './lambda-events.ts';
@@ -72,14 +76,27 @@ class TestFault extends MaapError {
   readonly detail = { shard: 3 };
 }
 
+/** Every setting powertools' Logger and Metrics read that could change their lines (cleared for each test). */
+const SETTINGS = [
+  'AWS_LAMBDA_LOG_LEVEL',
+  'POWERTOOLS_LOG_LEVEL',
+  'LOG_LEVEL',
+  'POWERTOOLS_DEV',
+  'POWERTOOLS_METRICS_DISABLED',
+  'POWERTOOLS_LOGGER_SAMPLE_RATE',
+  'POWERTOOLS_LOGGER_LOG_EVENT',
+  'AWS_LAMBDA_MAX_CONCURRENCY',
+  'POWERTOOLS_SERVICE_NAME',
+  'POWERTOOLS_METRICS_NAMESPACE',
+  'TZ',
+  '_X_AMZN_TRACE_ID',
+  'AWS_LAMBDA_INITIALIZATION_TYPE',
+];
+
 beforeEach(() => {
   vi.useFakeTimers({ toFake: ['Date'] });
   vi.setSystemTime(new Date('2026-11-28T06:30:00.123Z'));
-  for (const name of POWERTOOLS_SETTINGS) vi.stubEnv(name, undefined);
-  vi.stubEnv('TZ', undefined);
-  vi.stubEnv('_X_AMZN_TRACE_ID', undefined);
-  vi.stubEnv('AWS_LAMBDA_INITIALIZATION_TYPE', undefined);
-  vi.stubEnv('POWERTOOLS_SERVICE_NAME', undefined);
+  for (const name of SETTINGS) vi.stubEnv(name, undefined);
 });
 
 afterEach(() => {
@@ -177,6 +194,36 @@ describe("PlainLogger prints powertools' lines", () => {
   });
 });
 
+describe("PlainLogger prints powertools' lines (more)", () => {
+  it("for errors with inherited enumerable fields (a DOMException's codes), printing only the error's own", () => {
+    class Retryable extends Error {}
+    (Retryable.prototype as unknown as { retryable: boolean }).retryable = true;
+    const p = pair();
+    for (const error of [AbortSignal.abort().reason as Error, new Retryable('later')]) {
+      p.theirs.error('request', { status: 500, error });
+      p.ours.error('request', { status: 500, error });
+    }
+    const t = p.check();
+    expect(JSON.parse(t.err[0] as string).error).not.toHaveProperty('INDEX_SIZE_ERR');
+    expect(JSON.parse(t.err[1] as string).error).not.toHaveProperty('retryable');
+  });
+
+  it("with the trace id of Lambda's invocation store when the runtime has one", () => {
+    vi.stubEnv('_X_AMZN_TRACE_ID', 'Root=1-00000000-from-the-environment');
+    const global = globalThis as { awslambda?: unknown };
+    const before = global.awslambda;
+    global.awslambda = { InvokeStore: { getXRayTraceId: () => 'Root=1-11111111-from-the-store;Sampled=0' } };
+    try {
+      const p = pair();
+      p.theirs.info('request', { status: 200 });
+      p.ours.info('request', { status: 200 });
+      expect(JSON.parse(p.check().out[0] as string).xray_trace_id).toBe('1-11111111-from-the-store');
+    } finally {
+      global.awslambda = before;
+    }
+  });
+});
+
 const record = (over: Partial<RequestRecord> = {}): RequestRecord => ({
   requestId: 'req-1',
   method: 'POST',
@@ -197,6 +244,7 @@ describe('PlainLambdaMetrics', () => {
       record({ requestId: 'req-3', status: 503, model: undefined, batchSize: undefined }),
       record({ requestId: 'req-4', status: 500, latencyMs: 12 }),
       record({ requestId: 'req-5', status: 400, refused: true, latencyMs: 0 }),
+      record({ requestId: 'req-6', latencyMs: Number.NaN }),
     ];
     const theirs: string[] = [];
     const ours: string[] = [];
@@ -218,6 +266,7 @@ describe('PlainLambdaMetrics', () => {
     expect(ours).toHaveLength(records.length);
     expect(JSON.parse(ours[2] as string)).toMatchObject({ model: 'none', version: 'none', ServerErrors: 1 });
     expect(JSON.parse(ours[4] as string)).not.toHaveProperty('Latency');
+    expect(JSON.parse(ours[5] as string)).not.toHaveProperty('Latency');
   });
 
   it('prints EMF documents to stdout', () => {
@@ -233,18 +282,103 @@ describe('PlainLambdaMetrics', () => {
 });
 
 describe('the choice between plain lines and powertools', () => {
-  it('is plain in the environment Lambda gives a function (TZ=:UTC) and without settings', () => {
-    expect(plainPowertoolsEnvironment({})).toBe(true);
-    expect(plainPowertoolsEnvironment({ TZ: ':UTC', AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand' })).toBe(
-      true,
-    );
-    expect(plainPowertoolsEnvironment({ TZ: 'UTC', POWERTOOLS_LOG_LEVEL: '  ' })).toBe(true);
+  /** One error for both loggers: its stack (and location) is where it was made. */
+  const BOOM = new Error('boom');
+
+  /** The predictor's calls: lines before and during an invocation, an error, one request's metrics. */
+  function calls(logger: LambdaLogger, metrics: RequestMetrics): void {
+    logger.info('model loaded', { model: 'fraud', signed: false });
+    logger.addContext(lambdaContext());
+    logger.info('request', { status: 200 });
+    logger.warn('no model loaded', { reason: 'r' });
+    logger.error('request', { status: 500, error: BOOM });
+    metrics.recordRequest(record());
+    metrics.flush();
+  }
+
+  /** What powertools prints for `calls` in the current environment (or why it throws), and what the plain writers do. */
+  function both(): { theirs: string; ours: string } {
+    const show = (out: string[], err: string[]) =>
+      [
+        ...out.map((l) => `out ${l.replace(/\n$/, '')}`),
+        ...err.map((l) => `err ${l.replace(/\n$/, '')}`),
+      ].join('\n');
+    let theirs: string;
+    try {
+      const printed = capture();
+      const logger = new Logger({ serviceName: SERVICE });
+      redirectPowertools(logger, printed);
+      const metrics = createRequestMetrics({ flush: 'manual' });
+      redirectPowertools(metrics.metrics, printed);
+      calls(logger as unknown as LambdaLogger, metrics);
+      theirs = show(printed.out, printed.err);
+    } catch (err) {
+      theirs = `throws: ${(err as Error).message}`;
+    }
+    const out: string[] = [];
+    const err: string[] = [];
+    const stdout = vi
+      .spyOn(process.stdout, 'write')
+      .mockImplementation((chunk) => out.push(String(chunk)) > 0);
+    const stderr = vi
+      .spyOn(process.stderr, 'write')
+      .mockImplementation((chunk) => err.push(String(chunk)) > 0);
+    try {
+      calls(
+        new PlainLogger({ serviceName: SERVICE }),
+        new PlainLambdaMetrics({ namespace: METRICS_NAMESPACE, serviceName: SERVICE }),
+      );
+    } finally {
+      stdout.mockRestore();
+      stderr.mockRestore();
+    }
+    return { theirs, ours: show(out, err) };
+  }
+
+  it('is plain exactly where powertools prints the same lines: checked against powertools in each environment', () => {
+    const plain: Record<string, string>[] = [
+      {},
+      { TZ: ':UTC', AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand' },
+      { TZ: 'UTC', POWERTOOLS_LOG_LEVEL: '  ' },
+      { AWS_LAMBDA_LOG_LEVEL: 'INFO' }, // what JSON log format sets
+      { AWS_LAMBDA_LOG_LEVEL: 'DEBUG', POWERTOOLS_LOG_LEVEL: 'ERROR' }, // the advanced logging controls win
+      { POWERTOOLS_LOG_LEVEL: 'error' }, // not a level powertools reads: INFO
+      { LOG_LEVEL: 'TRACE' },
+      { POWERTOOLS_DEV: 'false' },
+      { POWERTOOLS_METRICS_DISABLED: 'off' },
+      { POWERTOOLS_LOGGER_SAMPLE_RATE: '0' },
+      { POWERTOOLS_LOGGER_LOG_EVENT: 'true' },
+    ];
+    const powertools: Record<string, string>[] = [
+      { AWS_LAMBDA_LOG_LEVEL: 'WARN' },
+      { AWS_LAMBDA_LOG_LEVEL: 'FATAL' },
+      { AWS_LAMBDA_LOG_LEVEL: 'ERROR', LOG_LEVEL: 'DEBUG' },
+      { POWERTOOLS_LOG_LEVEL: 'WARN' },
+      { LOG_LEVEL: 'SILENT' },
+      { POWERTOOLS_DEV: 'true' },
+      { POWERTOOLS_DEV: '1' },
+      { POWERTOOLS_METRICS_DISABLED: 'true' },
+      { POWERTOOLS_METRICS_DISABLED: '' },
+      { POWERTOOLS_LOGGER_SAMPLE_RATE: '0.5' },
+      { POWERTOOLS_LOGGER_SAMPLE_RATE: 'often' },
+      { TZ: 'Europe/Paris' },
+    ];
+    for (const [env, expected] of [
+      ...plain.map((e) => [e, true] as const),
+      ...powertools.map((e) => [e, false] as const),
+    ]) {
+      for (const name of SETTINGS) vi.stubEnv(name, undefined);
+      for (const [name, value] of Object.entries(env)) vi.stubEnv(name, value);
+      const label = JSON.stringify(env);
+      expect(plainPowertoolsEnvironment(process.env), label).toBe(expected);
+      const { theirs, ours } = both();
+      if (expected) expect(ours, label).toBe(theirs);
+      else expect(ours, label).not.toBe(theirs);
+    }
   });
 
-  it('is powertools for each setting that changes what powertools prints, and for another time zone', () => {
-    for (const name of POWERTOOLS_SETTINGS)
-      expect(plainPowertoolsEnvironment({ [name]: 'DEBUG' }), name).toBe(false);
-    expect(plainPowertoolsEnvironment({ TZ: 'Europe/Paris' })).toBe(false);
+  it('is powertools for several requests at once (AWS_LAMBDA_MAX_CONCURRENCY), whose per-invocation state it keeps', () => {
+    expect(plainPowertoolsEnvironment({ AWS_LAMBDA_MAX_CONCURRENCY: '8' })).toBe(false);
   });
 
   it('logs through powertools when a setting asks for it: a WARN log level drops INFO lines', async () => {
