@@ -34,6 +34,11 @@ export interface S3GetConfig {
    * @default - no bound but `timeoutMs` per try
    */
   readonly answerWithinMs?: number;
+  /**
+   * Called once, when the first try's request has gone out: its connection established (and, over https, the TLS
+   * handshake done) and the request written; or when that try failed first.
+   */
+  readonly onSent?: () => void;
 }
 
 export interface S3Object {
@@ -140,7 +145,8 @@ async function send(method: 'GET' | 'HEAD', bucket: string, key: string, config:
   for (let attempt = 1; ; attempt++) {
     let pause = 100 * 2 ** (attempt - 1);
     try {
-      const res = await request(method, s3Url(bucket, key, config), config, deadline);
+      const sent = attempt === 1 ? config.onSent : undefined;
+      const res = await request(method, s3Url(bucket, key, config), config, deadline, sent);
       const status = res.statusCode ?? 0;
       if (status >= 200 && status < 300) return res;
       const error = await statusError(res, uri, config);
@@ -232,6 +238,7 @@ async function request(
   url: URL,
   config: S3GetConfig,
   deadline = Number.POSITIVE_INFINITY,
+  onSent?: () => void,
 ): Promise<IncomingMessage> {
   const https = url.protocol === 'https:';
   const { request: open } = https ? await builtin('node:https') : await builtin('node:http');
@@ -248,12 +255,22 @@ async function request(
     const timer = Number.isFinite(deadline)
       ? setTimeout(() => req.destroy(new DeadlineError()), Math.max(0, deadline - Date.now()))
       : undefined;
+    let sent = onSent;
+    const markSent = (): void => {
+      const callback = sent;
+      sent = undefined;
+      callback?.();
+    };
+    // The request's bytes follow the connection (and TLS) event: they are written when it is emitted.
+    if (sent) req.once('socket', (socket) => socket.once(https ? 'secureConnect' : 'connect', markSent));
     req.once('response', (res) => {
       clearTimeout(timer);
+      markSent();
       resolve(res);
     });
     req.once('error', (err) => {
       clearTimeout(timer);
+      markSent();
       reject(err);
     });
     req.once('timeout', () => req.destroy(new Error(`no answer for ${timeout} ms`)));

@@ -17,6 +17,9 @@ import { type S3GetConfig, type S3Object, s3ConfigFromEnv, s3Get } from '../../l
  */
 export const INIT_S3_TIMEOUTS = { answerWithinMs: 6_000 } as const;
 
+/** Longest the entry point waits for the early GET to go out before it loads the heavy modules (see `sent`). */
+export const SEND_WAIT_MS = 20;
+
 /** The S3 settings of the environment, with the init's timeouts. */
 export function initS3Config(env: NodeJS.ProcessEnv): S3GetConfig {
   return { ...s3ConfigFromEnv(env), ...INIT_S3_TIMEOUTS };
@@ -30,13 +33,23 @@ export interface Prefetch {
   take(uri: string, key: string): Promise<Readable> | undefined;
   /** Drops the transfer when the load ended without taking it. */
   discard(): void;
+  /**
+   * Resolves once the GET has gone out (connection and TLS established, request written), once it failed, or after
+   * `SEND_WAIT_MS`; never rejects. The entry point awaits it before the heavy import: Node 22 runs that import to its
+   * end without turning the event loop, so a connection still being established would wait for it, and S3's
+   * answer time would follow the import instead of overlapping it.
+   */
+  readonly sent: Promise<void>;
 }
 
 const EXACT_VERSION = /^v?(\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?)$/;
 const S3_URI = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/*(.*?)\/*$/;
 
 /** Starts the GET of `<prefix>/<MAAP_MODEL>/<MAAP_MODEL_VERSION>.maap` when the registry is S3 and the version exact. */
-export function prefetchPackage(env: NodeJS.ProcessEnv = process.env): Prefetch | undefined {
+export function prefetchPackage(
+  env: NodeJS.ProcessEnv = process.env,
+  sendWaitMs: number = SEND_WAIT_MS,
+): Prefetch | undefined {
   const registry = env.MAAP_REGISTRY?.trim() ?? '';
   const [name = '', inlineSpec] = (env.MAAP_MODEL?.trim() ?? '').split('@');
   const version = EXACT_VERSION.exec(env.MAAP_MODEL_VERSION?.trim() || inlineSpec || '')?.[1];
@@ -51,17 +64,30 @@ export function prefetchPackage(env: NodeJS.ProcessEnv = process.env): Prefetch 
   }
   const uri = `s3://${bucket}${prefix ? `/${prefix}` : ''}`;
   const key = `${name}/${version}.maap`;
-  const object: Promise<S3Object> = s3Get(bucket, prefix ? `${prefix}/${key}` : key, config);
+  let markSent: () => void = () => {};
+  const sent = new Promise<void>((resolve) => {
+    markSent = resolve;
+  });
+  const wait = setTimeout(markSent, sendWaitMs);
+  const gone = (): void => {
+    clearTimeout(wait);
+    markSent();
+  };
+  const object: Promise<S3Object> = s3Get(bucket, prefix ? `${prefix}/${key}` : key, {
+    ...config,
+    onSent: gone,
+  });
   // The taker sees an error; until it takes the body, nobody else may (an 'error' without a listener would end the
   // process): the GET's failure is caught here, and so is the body's, which the taker finds on the stream.
   object.then(
     (o) => o.body.on('error', () => {}),
-    () => {},
+    gone, // failed before it went out (a bad setting): nothing to wait for
   );
   let taken = false;
   return {
     uri,
     key,
+    sent,
     take(wantedUri, wantedKey) {
       if (taken || wantedUri !== uri || wantedKey !== key) return undefined;
       taken = true;

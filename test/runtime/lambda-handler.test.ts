@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -470,6 +470,82 @@ describe("the init's S3 reads", () => {
     } finally {
       server.closeAllConnections();
       await new Promise((ok) => server.close(ok));
+    }
+  });
+});
+
+describe("the early GET's departure (Prefetch.sent, awaited before the heavy import)", () => {
+  const envFor = (endpoint: string): NodeJS.ProcessEnv => ({
+    AWS_ACCESS_KEY_ID: 'AKID',
+    AWS_SECRET_ACCESS_KEY: 'secret',
+    AWS_REGION: 'eu-west-1',
+    MAAP_S3_ENDPOINT: endpoint,
+    MAAP_REGISTRY: 's3://maap-test/models',
+    MAAP_MODEL: 'mlp',
+    MAAP_MODEL_VERSION: '1.0.0',
+  });
+  const NEVER = 3_600_000; // a wait that would outlast the test: what resolves `sent` is the network
+
+  it('resolves once the request has gone out, before S3 answers', async () => {
+    let answer: (() => void) | undefined;
+    let arrived: (path: string) => void = () => {};
+    const request = new Promise<string>((got) => {
+      arrived = got;
+    });
+    const server = createServer((req, res) => {
+      req.resume();
+      answer = () => res.writeHead(404).end(); // held until the test says so
+      arrived(req.url ?? '');
+    });
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const prefetch = prefetchPackage(envFor(`http://127.0.0.1:${port}`), NEVER);
+      await prefetch?.sent; // its own wait is an hour: the connection resolved it, with no answer yet
+      expect(await request).toBe('/maap-test/models/mlp/1.0.0.maap');
+      answer?.();
+      await expect(prefetch?.take('s3://maap-test/models', 'mlp/1.0.0.maap')).rejects.toThrow(/not found/);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((ok) => server.close(ok));
+    }
+  });
+
+  it('resolves at the first refused connection, while the GET tries again (and gets the object once S3 listens)', async () => {
+    const server = createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-length': '3' }).end('abc');
+    });
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    const { port } = server.address() as AddressInfo;
+    await new Promise((ok) => server.close(ok)); // nothing listens there for the first try
+    const prefetch = prefetchPackage(envFor(`http://127.0.0.1:${port}`), NEVER);
+    await prefetch?.sent; // the refusal resolved it; the next try waits 100 ms
+    await new Promise<void>((ok) => server.listen(port, '127.0.0.1', ok));
+    try {
+      const body = (await prefetch?.take('s3://maap-test/models', 'mlp/1.0.0.maap')) as Readable;
+      const chunks: Buffer[] = [];
+      for await (const chunk of body) chunks.push(chunk as Buffer);
+      expect(Buffer.concat(chunks).toString()).toBe('abc');
+    } finally {
+      server.closeAllConnections();
+      await new Promise((ok) => server.close(ok));
+    }
+  });
+
+  it('stops waiting after its bound when the TLS handshake does not end (the GET goes on)', async () => {
+    const sockets: Socket[] = [];
+    const silent = createNetServer((socket) => sockets.push(socket)); // accepts, never speaks TLS
+    await new Promise<void>((ok) => silent.listen(0, '127.0.0.1', ok));
+    try {
+      const { port } = silent.address() as AddressInfo;
+      const prefetch = prefetchPackage(envFor(`https://127.0.0.1:${port}`), 50);
+      await prefetch?.sent;
+      expect(sockets).toHaveLength(1); // connected, handshake pending
+      prefetch?.discard();
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((ok) => silent.close(ok));
     }
   });
 });
