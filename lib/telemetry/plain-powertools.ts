@@ -110,15 +110,15 @@ export class PlainLogger implements LambdaLogger {
   }
 
   info(message: string, fields?: Record<string, unknown>): void {
-    this.#outlet.out(this.line('INFO', message, fields));
+    this.#outlet.out(this.#line('INFO', message, fields));
   }
 
   warn(message: string, fields?: Record<string, unknown>): void {
-    this.#outlet.err(this.line('WARN', message, fields));
+    this.#outlet.err(this.#line('WARN', message, fields));
   }
 
   error(message: string, fields?: Record<string, unknown>): void {
-    this.#outlet.err(this.line('ERROR', message, fields));
+    this.#outlet.err(this.#line('ERROR', message, fields));
   }
 
   addContext(context: LambdaContextFields): void {
@@ -135,7 +135,7 @@ export class PlainLogger implements LambdaLogger {
   }
 
   /** One line, as powertools prints it. */
-  line(level: string, message: string, fields?: Record<string, unknown>): string {
+  #line(level: string, message: string, fields?: Record<string, unknown>): string {
     const item: Record<string, unknown> = {
       level,
       message,
