@@ -41,14 +41,20 @@ export function plainPowertoolsEnvironment(env: NodeJS.ProcessEnv = process.env)
   const lambda = read('AWS_LAMBDA_LOG_LEVEL');
   const alc = lambda === 'FATAL' ? 'CRITICAL' : lambda;
   const level = LEVELS.has(alc) ? alc : read('POWERTOOLS_LOG_LEVEL') || read('LOG_LEVEL');
-  if (LEVELS.has(level) && !PLAIN_LEVELS.has(level)) return false; // a level powertools cannot read: INFO
-  if (TRUTHY.has(read('POWERTOOLS_DEV').toLowerCase())) return false;
+  // A level powertools cannot read leaves its default, INFO.
+  if (LEVELS.has(level) && !PLAIN_LEVELS.has(level)) return false;
   const disabled = env.POWERTOOLS_METRICS_DISABLED;
   if (disabled !== undefined && !FALSY.has(disabled.trim().toLowerCase())) return false;
   if (Number(read('POWERTOOLS_LOGGER_SAMPLE_RATE')) !== 0) return false;
   if (read('AWS_LAMBDA_MAX_CONCURRENCY') !== '') return false;
-  const tz = read('TZ');
-  return tz === '' || tz.includes('UTC');
+  return plainFormat(env);
+}
+
+/** powertools formats a line plainly: no dev mode (indented JSON, stacks as arrays), UTC timestamps. */
+export function plainFormat(env: NodeJS.ProcessEnv = process.env): boolean {
+  if (TRUTHY.has(env.POWERTOOLS_DEV?.trim().toLowerCase() ?? '')) return false;
+  const tz = env.TZ?.trim();
+  return !tz || tz.includes('UTC');
 }
 
 /** The fields of the Lambda context that powertools prints. */

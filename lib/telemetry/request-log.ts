@@ -12,6 +12,7 @@
  */
 import { Logger, LogLevelThreshold } from '@aws-lambda-powertools/logger';
 import { type LineOutput, outputConsole } from './output.ts';
+import { plainFormat } from './plain-powertools.ts';
 import { logRequestThrough, type RequestLog, type RequestRecord } from './request-record.ts';
 import { type LineSink, redirectPowertools, serviceName } from './sink.ts';
 
@@ -92,14 +93,7 @@ export function createRequestLog(options: RequestLogOptions = {}): PowertoolsReq
 
 /** Nothing in the environment changes powertools' plain line: no dev mode, UTC timestamps, no trace id. */
 function plainEnvironment(env: NodeJS.ProcessEnv = process.env): boolean {
-  const dev = env.POWERTOOLS_DEV?.trim().toLowerCase();
-  const tz = env.TZ?.trim();
-  return (
-    (dev === undefined || dev === '' || dev === 'false' || dev === '0' || dev === 'n' || dev === 'no') &&
-    (!tz || tz.includes('UTC')) &&
-    !env._X_AMZN_TRACE_ID &&
-    !env.AWS_LAMBDA_MAX_CONCURRENCY
-  );
+  return plainFormat(env) && !env._X_AMZN_TRACE_ID && !env.AWS_LAMBDA_MAX_CONCURRENCY;
 }
 
 /**
