@@ -277,7 +277,8 @@ async function main(): Promise<void> {
     const ms = (s: Sample[]) => s.map((x) => x.ms);
     const cpu = (s: Sample[]) => s.map((x) => x.cpuMs);
     const ratio = (a: number[], b: number[], q: number) => (quantile(a, q) / quantile(b, q)).toFixed(2);
-    const median = Number(ratio(ms(lambda), ms(bare), 0.5));
+    // The goal is judged on the ratio itself, not on its two printed decimals.
+    const median = quantile(ms(lambda), 0.5) / quantile(ms(bare), 0.5);
     console.log(
       `cold start of ${model.label}, spawn -> first correct response, ${RUNS} runs each (alternating), node ${nodeVersion()}, ${process.platform}-${process.arch}, load average ${loadavg()[0]?.toFixed(2)}`,
     );
@@ -304,7 +305,7 @@ async function main(): Promise<void> {
       );
     }
     console.log(
-      `ratio wall: median ${median.toFixed(2)}x, p90 ${ratio(ms(lambda), ms(bare), 0.9)}x; ratio CPU: median ${ratio(cpu(lambda), cpu(bare), 0.5)}x   goal <= ${GOAL}x: ${median <= GOAL ? 'met' : 'NOT met'}`,
+      `ratio wall: median ${median.toFixed(3)}x, p90 ${ratio(ms(lambda), ms(bare), 0.9)}x; ratio CPU: median ${ratio(cpu(lambda), cpu(bare), 0.5)}x   goal <= ${GOAL}x: ${median <= GOAL ? 'met' : 'NOT met'}`,
     );
     if (INSTRUCTIONS) {
       if (!callgrindAvailable()) {
