@@ -52,7 +52,11 @@ const nodeVersion = (): string =>
     : execFileSync(NODE, ['--version'], { encoding: 'utf8' }).trim();
 const INSTRUCTIONS = process.argv.includes('--instructions');
 /** S3's first-byte time to add in front of s3rver (`--s3-latency`). */
-const S3_LATENCY_MS = Math.max(0, Number(arg('--s3-latency') ?? 0));
+const S3_LATENCY_MS = Number(arg('--s3-latency') ?? 0);
+if (!Number.isFinite(S3_LATENCY_MS) || S3_LATENCY_MS < 0) {
+  console.error(`--s3-latency takes milliseconds, 0 or more: got ${arg('--s3-latency')}`);
+  process.exit(2);
+}
 const TIMEOUT_MS = 120_000;
 /** Under valgrind a process runs ~50x slower. */
 const VALGRIND_TIMEOUT_MS = 1_200_000;

@@ -1,7 +1,10 @@
 /**
- * A TCP proxy in front of s3rver whose answers start `latencyMs` after a request's first byte arrived: S3's
+ * A TCP proxy in front of s3rver whose answers start `latencyMs` after their request's first byte arrived: S3's
  * first-byte time (tens of milliseconds for a GET), which s3rver on loopback does not have. With it the cold-start
  * bench shows whether the bundle overlaps S3's answer time with its own start or waits for it.
+ *
+ * Each answer is held once, then streams through with backpressure; a request that follows on the same connection
+ * (keep-alive) is held again. Half-closed connections stay open for the answer.
  */
 import { createConnection, createServer, type Socket } from 'node:net';
 
@@ -11,30 +14,47 @@ export interface LatencyProxy {
   close(): Promise<void>;
 }
 
-/** Proxies `target` (`http://127.0.0.1:<port>`), holding each connection's answer until `latencyMs` after its request. */
+/** Proxies `target` (`http://127.0.0.1:<port>`), each answer starting `latencyMs` after its request. */
 export async function latencyProxy(target: string, latencyMs: number): Promise<LatencyProxy> {
   const { hostname, port } = new URL(target);
   const sockets = new Set<Socket>();
-  const server = createServer((client) => {
-    const upstream = createConnection(Number(port), hostname);
+  const server = createServer({ allowHalfOpen: true }, (client) => {
+    const upstream = createConnection({ port: Number(port), host: hostname, allowHalfOpen: true });
     sockets.add(client).add(upstream);
-    let asked: number | undefined; // when the request's first byte arrived
-    let queue = Promise.resolve();
-    // Everything S3 sends back (then its end) goes out in order, none of it before asked + latencyMs.
-    const later = (send: () => void): void => {
-      queue = queue
-        .then(
-          () =>
-            new Promise<void>((wake) => setTimeout(wake, Math.max(0, (asked ?? 0) + latencyMs - Date.now()))),
-        )
-        .then(send);
-    };
+    /** When the request being answered arrived; undefined once its answer has started. */
+    let asked: number | undefined;
+    /** An answer's first chunk is held; its end, if it comes meanwhile, waits for it. */
+    let held = false;
+    let endWhenReleased = false;
     client.on('data', (chunk) => {
       asked ??= Date.now();
-      upstream.write(chunk);
+      if (!upstream.write(chunk)) client.pause();
     });
-    upstream.on('data', (chunk) => later(() => client.write(chunk)));
-    upstream.on('end', () => later(() => client.end()));
+    upstream.on('drain', () => client.resume());
+    client.on('drain', () => upstream.resume());
+    const relay = (chunk: Buffer): void => {
+      if (!client.write(chunk)) upstream.pause();
+    };
+    upstream.on('data', (chunk: Buffer) => {
+      const hold = asked === undefined ? 0 : asked + latencyMs - Date.now();
+      asked = undefined;
+      if (hold <= 0) {
+        relay(chunk);
+        return;
+      }
+      upstream.pause(); // what follows waits behind this chunk, in order
+      held = true;
+      setTimeout(() => {
+        held = false;
+        relay(chunk);
+        if (endWhenReleased) client.end();
+        else if (client.writableLength === 0) upstream.resume();
+      }, hold);
+    });
+    upstream.on('end', () => {
+      if (held) endWhenReleased = true;
+      else client.end();
+    });
     client.on('end', () => upstream.end());
     for (const [a, b] of [
       [client, upstream],

@@ -36,7 +36,7 @@ export interface S3GetConfig {
   readonly answerWithinMs?: number;
   /**
    * Called once, when the first try's request has gone out: its connection established (and, over https, the TLS
-   * handshake done) and the request written; or when that try failed first.
+   * handshake done) and the request handed to the system; or when that try failed first.
    */
   readonly onSent?: () => void;
 }
@@ -261,8 +261,9 @@ async function request(
       sent = undefined;
       callback?.();
     };
-    // The request's bytes follow the connection (and TLS) event: they are written when it is emitted.
-    if (sent) req.once('socket', (socket) => socket.once(https ? 'secureConnect' : 'connect', markSent));
+    // 'finish': the request's bytes are handed to the system, so after the connection and the TLS handshake (the
+    // socket's own 'secureConnect' comes before Node writes the handshake's end and the request).
+    if (sent) req.once('finish', markSent);
     req.once('response', (res) => {
       clearTimeout(timer);
       markSent();

@@ -1,10 +1,11 @@
+import { spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { openRegistry } from '../../lib/registry/open.ts';
 import type { Store } from '../../lib/registry/store.ts';
 import {
@@ -485,31 +486,61 @@ describe("the early GET's departure (Prefetch.sent, awaited before the heavy imp
     MAAP_MODEL_VERSION: '1.0.0',
   });
   const NEVER = 3_600_000; // a wait that would outlast the test: what resolves `sent` is the network
+  const TLS_CERT = join(import.meta.dirname, '../fixtures/tls/localhost.crt');
+  const TLS_KEY = join(import.meta.dirname, '../fixtures/tls/localhost.key');
 
-  it('resolves once the request has gone out, before S3 answers', async () => {
-    let answer: (() => void) | undefined;
-    let arrived: (path: string) => void = () => {};
-    const request = new Promise<string>((got) => {
-      arrived = got;
+  /**
+   * A server in another process that prints when each request arrived (its Date.now()): it takes the request while
+   * this process is blocked, as the heavy import blocks the entry point.
+   */
+  async function serverProcess(tls: boolean) {
+    const script = `
+      const { readFileSync } = require('node:fs');
+      const tls = ${tls};
+      const { createServer } = require(tls ? 'node:https' : 'node:http');
+      const options = tls ? { key: readFileSync(${JSON.stringify(TLS_KEY)}), cert: readFileSync(${JSON.stringify(TLS_CERT)}) } : {};
+      const server = createServer(options, (req, res) => {
+        process.stdout.write('got ' + Date.now() + '\\n');
+        req.resume();
+        res.writeHead(404).end();
+      });
+      server.listen(0, '127.0.0.1', () => process.stdout.write('port ' + server.address().port + '\\n'));
+    `;
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const lines: string[] = [];
+    const waiters: (() => void)[] = [];
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      lines.push(...chunk.split('\n').filter(Boolean));
+      for (const wake of waiters.splice(0)) wake();
     });
-    const server = createServer((req, res) => {
-      req.resume();
-      answer = () => res.writeHead(404).end(); // held until the test says so
-      arrived(req.url ?? '');
+    const line = async (prefix: string): Promise<string> => {
+      for (;;) {
+        const found = lines.find((l) => l.startsWith(prefix));
+        if (found) return found.slice(prefix.length);
+        await new Promise<void>((wake) => waiters.push(wake));
+      }
+    };
+    return { port: Number(await line('port ')), arrived: async () => Number(await line('got ')), child };
+  }
+
+  for (const scheme of ['http', 'https'] as const) {
+    it(`resolves once the request has gone out over ${scheme}, before the heavy import would start`, async () => {
+      if (scheme === 'https') vi.stubEnv('NODE_TLS_REJECT_UNAUTHORIZED', '0'); // the fixture's self-signed certificate
+      const server = await serverProcess(scheme === 'https');
+      try {
+        const prefetch = prefetchPackage(envFor(`${scheme}://127.0.0.1:${server.port}`), NEVER);
+        await prefetch?.sent; // its own wait is an hour: the request's departure resolved it
+        const blocked = Date.now();
+        while (Date.now() - blocked < 500); // the import, which does not let the event loop turn
+        const importStarts = Date.now();
+        expect(await server.arrived()).toBeLessThan(importStarts); // sent before, not after
+        await expect(prefetch?.take('s3://maap-test/models', 'mlp/1.0.0.maap')).rejects.toThrow(/not found/);
+      } finally {
+        server.child.kill();
+        vi.unstubAllEnvs();
+      }
     });
-    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-    try {
-      const { port } = server.address() as AddressInfo;
-      const prefetch = prefetchPackage(envFor(`http://127.0.0.1:${port}`), NEVER);
-      await prefetch?.sent; // its own wait is an hour: the connection resolved it, with no answer yet
-      expect(await request).toBe('/maap-test/models/mlp/1.0.0.maap');
-      answer?.();
-      await expect(prefetch?.take('s3://maap-test/models', 'mlp/1.0.0.maap')).rejects.toThrow(/not found/);
-    } finally {
-      server.closeAllConnections();
-      await new Promise((ok) => server.close(ok));
-    }
-  });
+  }
 
   it('resolves at the first refused connection, while the GET tries again (and gets the object once S3 listens)', async () => {
     const server = createServer((req, res) => {
@@ -537,16 +568,15 @@ describe("the early GET's departure (Prefetch.sent, awaited before the heavy imp
     const sockets: Socket[] = [];
     const silent = createNetServer((socket) => sockets.push(socket)); // accepts, never speaks TLS
     await new Promise<void>((ok) => silent.listen(0, '127.0.0.1', ok));
-    try {
-      const { port } = silent.address() as AddressInfo;
-      const prefetch = prefetchPackage(envFor(`https://127.0.0.1:${port}`), 50);
-      await prefetch?.sent;
-      expect(sockets).toHaveLength(1); // connected, handshake pending
-      prefetch?.discard();
-    } finally {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((ok) => silent.close(ok));
-    }
+    const { port } = silent.address() as AddressInfo;
+    const prefetch = prefetchPackage(envFor(`https://127.0.0.1:${port}`), 300);
+    await prefetch?.sent;
+    expect(sockets).toHaveLength(1); // connected, its handshake pending
+    // The GET goes on: cut its connection and close the port, and it ends refused.
+    const taken = prefetch?.take('s3://maap-test/models', 'mlp/1.0.0.maap');
+    for (const socket of sockets) socket.destroy();
+    await new Promise((ok) => silent.close(ok));
+    await expect(taken).rejects.toThrow(/cannot reach/);
   });
 });
 
