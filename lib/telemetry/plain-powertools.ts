@@ -11,10 +11,13 @@
  * and logs through it.
  */
 import {
+  clientError,
+  latencyOf,
   logRequestThrough,
   type RequestLog,
   type RequestMetrics,
   type RequestRecord,
+  serverError,
 } from './request-record.ts';
 import type { LineSink } from './sink.ts';
 
@@ -258,9 +261,9 @@ export class PlainLambdaMetrics implements RequestMetrics {
     const record = this.#pending;
     if (record === undefined) return;
     this.#pending = undefined;
-    // A request the server refused itself was not timed: no Latency value (as `request-metrics.ts`).
-    const rounded = Math.round(record.latencyMs * 1000) / 1000;
-    const latency = record.refused === true || Number.isNaN(rounded) ? undefined : rounded;
+    // NaN for a request the server refused itself (not timed): no Latency value, as `request-metrics.ts`.
+    const value = latencyOf(record);
+    const latency = Number.isNaN(value) ? undefined : value;
     const metrics: [string, string][] = [['Requests', 'Count']];
     if (latency !== undefined) metrics.push(['Latency', 'Milliseconds']);
     metrics.push(['ClientErrors', 'Count'], ['ServerErrors', 'Count']);
@@ -282,8 +285,8 @@ export class PlainLambdaMetrics implements RequestMetrics {
       version: record.model?.version ?? 'none',
       Requests: 1,
       Latency: latency,
-      ClientErrors: record.status >= 400 && record.status < 500 ? 1 : 0,
-      ServerErrors: record.status >= 500 ? 1 : 0,
+      ClientErrors: clientError(record.status),
+      ServerErrors: serverError(record.status),
     };
     if (record.batchSize !== undefined) doc.BatchSize = record.batchSize;
     this.#out(JSON.stringify(doc));

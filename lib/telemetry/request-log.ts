@@ -13,7 +13,7 @@
 import { Logger, LogLevelThreshold } from '@aws-lambda-powertools/logger';
 import { type LineOutput, outputConsole } from './output.ts';
 import { plainFormat } from './plain-powertools.ts';
-import { logRequestThrough, type RequestLog, type RequestRecord } from './request-record.ts';
+import { logRequestThrough, type RequestLog, type RequestRecord, roundLatency } from './request-record.ts';
 import { type LineSink, redirectPowertools, serviceName } from './sink.ts';
 
 export interface RequestLogOptions {
@@ -119,7 +119,7 @@ function fastLine(logger: RequestLogger): ((record: RequestRecord) => string | u
   return (r) => {
     if (!logger.plain || !logger.infoEnabled) return undefined;
     for (const _ in logger.getPersistentLogAttributes()) return undefined;
-    const latency = Math.round(r.latencyMs * 1000) / 1000;
+    const latency = roundLatency(r.latencyMs);
     if (
       r.requestId === '' ||
       r.method === '' ||

@@ -24,7 +24,14 @@
  */
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { type LineOutput, onExit, outputConsole } from './output.ts';
-import { METRICS_NAMESPACE, type RequestMetrics, type RequestRecord } from './request-record.ts';
+import {
+  clientError,
+  latencyOf,
+  METRICS_NAMESPACE,
+  type RequestMetrics,
+  type RequestRecord,
+  serverError,
+} from './request-record.ts';
 import { type LineSink, redirectPowertools, serviceName, sinkConsole } from './sink.ts';
 
 /** Requests per EMF document in `interval` mode: EMF takes up to 100 values per metric. */
@@ -86,14 +93,6 @@ class Series {
     this.batchSizes.push(record.batchSize ?? Number.NaN);
   }
 }
-
-const roundLatency = (ms: number): number => Math.round(ms * 1000) / 1000;
-/** A request's Latency value; NaN (left out) for a refusal, which nobody timed: a 0 would drag the percentiles. */
-const latencyOf = (record: RequestRecord): number =>
-  record.refused === true ? Number.NaN : roundLatency(record.latencyMs);
-/** The ClientErrors and ServerErrors values of a request (1 or 0), from its status. */
-const clientError = (status: number): number => (status >= 400 && status < 500 ? 1 : 0);
-const serverError = (status: number): number => (status >= 500 ? 1 : 0);
 
 /**
  * Powertools' Metrics, whose next serialised document takes its metric values from `values` (set just before

@@ -51,6 +51,15 @@ export interface RequestMetrics {
 /** The CloudWatch namespace of the request metrics. */
 export const METRICS_NAMESPACE = 'maap';
 
+/** A latency as the log line and the metrics print it: milliseconds to the microsecond. */
+export const roundLatency = (ms: number): number => Math.round(ms * 1000) / 1000;
+/** A request's Latency value; NaN (left out) for a refusal, which nobody timed: a 0 would drag the percentiles. */
+export const latencyOf = (record: RequestRecord): number =>
+  record.refused === true ? Number.NaN : roundLatency(record.latencyMs);
+/** The ClientErrors and ServerErrors values of a request (1 or 0), from its status. */
+export const clientError = (status: number): number => (status >= 400 && status < 500 ? 1 : 0);
+export const serverError = (status: number): number => (status >= 500 ? 1 : 0);
+
 /** The fields of a request's log line (snake_case, the powertools convention), in their printed order. */
 export function requestLogFields(record: RequestRecord): Record<string, string | number> {
   const fields: Record<string, string | number> = {
@@ -58,7 +67,7 @@ export function requestLogFields(record: RequestRecord): Record<string, string |
     method: record.method,
     path: record.path,
     status: record.status,
-    latency_ms: Math.round(record.latencyMs * 1000) / 1000,
+    latency_ms: roundLatency(record.latencyMs),
     operation: record.operation,
   };
   if (record.model) {
