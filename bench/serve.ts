@@ -1,22 +1,23 @@
 /**
  * Serving benchmark: requests/s and p50/p99 latency of `maap serve` under autocannon, against a bare
  * node:http server that calls `session.run` on the same model (bench/bare-server.ts), measured in the same
- * run, alternating, on a small model (run ≪ 1 ms) and on a model whose run takes more than 1 ms.
+ * run, on a small model (run ≪ 1 ms) and on a model whose run takes more than 1 ms.
  * Both servers run in their own process with the same onnxruntime options (maap's `sessionOptions`, one intra-op
- * thread: the load generator needs the other core of a 2-core machine). Loopback only; every run is bounded in
- * time. Each of `--rounds` rounds measures both servers back to back (in alternating order) and gives a ratio; the
- * median of those ratios is the figure held against the goal, as a shared machine's slow and quiet phases hit both
- * sides of a round alike. Each server's best round is printed too. Besides requests/s and
- * latency, each server's CPU time per request is read from /proc (Linux): the cost the ratio comes from.
+ * thread: the load generator needs the other core of a 2-core machine), side by side, and are loaded in turn in
+ * short slices (bare maap, maap bare, bare maap...). Each pair of slices gives a ratio; the median of those ratios is
+ * the figure held against the goal. A shared machine's slow and quiet phases last seconds: slices of a second put
+ * both servers in the same phase far more often than long runs one after the other (which gave rounds from 0.4x to
+ * 1.3x in one run). Loopback only; every run is bounded in time. Besides requests/s and latency, each server's CPU
+ * time per request is read from /proc (Linux): the cost the ratio comes from.
  *
  * `--instructions` measures instead, once per server under valgrind's callgrind, the instructions each executes
  * per request once warmed up: far steadier than times on a shared machine (see instructions.ts).
  *
- *   npm run bench:serve [-- --seconds 10 --connections 8 --rounds 5 --model small|heavy --verbose --instructions]
+ *   npm run bench:serve [-- --slices 30 --slice-seconds 1 --connections 8 --model small|heavy --verbose --instructions]
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
@@ -39,9 +40,9 @@ const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? Number(process.argv[i + 1]) : fallback;
 };
-const seconds = arg('seconds', 10);
+const sliceSeconds = arg('slice-seconds', 1);
 const connections = arg('connections', 8);
-const rounds = arg('rounds', 5);
+const slices = arg('slices', 30);
 /** The throughput each model's maap serve must reach, as a share of the bare server's. */
 const GOALS = { small: 0.85, heavy: 0.95 } as const;
 const only = process.argv.includes('--model') ? process.argv[process.argv.indexOf('--model') + 1] : undefined;
@@ -135,7 +136,9 @@ async function startChild(
   // Under callgrind, nothing is counted until countFrom(): start-up and warm-up stay out.
   const { command, args: argv } = callgrind
     ? callgrindCommand(node.command, node.args, callgrind, false)
-    : node;
+    : pinning
+      ? { command: 'taskset', args: ['--cpu-list', SERVER_CPU, node.command, ...node.args] }
+      : node;
   const startTimeoutMs = callgrind ? 300_000 : 30_000;
   const child = spawn(command, argv, {
     env: process.env,
@@ -187,42 +190,29 @@ async function cpuMs(pid: number | undefined): Promise<number | undefined> {
 /** USER_HZ: 100 on every Linux build Node runs on. */
 const CLOCK_TICKS = 100;
 
-async function load(url: string, body: string, pid: number | undefined) {
-  const opts = {
+/** One slice of load on one server: requests/s, latency, and the server's CPU time per request. */
+async function slice(url: string, body: string, pid: number | undefined, duration: number) {
+  const cpuBefore = await cpuMs(pid);
+  const result = await autocannon({
     url,
-    method: 'POST' as const,
+    method: 'POST',
     body,
     headers: { 'content-type': 'application/json' },
     connections,
-  };
-  const warmUp = await autocannon({ ...opts, duration: 2 });
-  const cpuBefore = await cpuMs(pid);
-  const result = await autocannon({ ...opts, duration: seconds });
+    duration,
+  });
   const cpuAfter = await cpuMs(pid);
   if (result.non2xx > 0 || result.errors > 0)
     throw new Error(`${url}: ${result.non2xx} non-2xx, ${result.errors} errors`);
-  const cpuUsPerRequest =
-    cpuBefore === undefined || cpuAfter === undefined
-      ? Number.NaN
-      : ((cpuAfter - cpuBefore) * 1000) / result.requests.total;
   return {
-    rps: result.requests.average,
+    rps: result.requests.total / duration,
     p50: result.latency.p50,
     p99: result.latency.p99,
-    cpuUs: cpuUsPerRequest,
-    requests: warmUp.requests.total + result.requests.total,
+    cpuMs: cpuBefore === undefined || cpuAfter === undefined ? Number.NaN : cpuAfter - cpuBefore,
+    requests: result.requests.total,
   };
 }
-
-interface Figures {
-  rps: number;
-  p50: number;
-  p99: number;
-  /** Server CPU time per request (µs), in the measured run. */
-  cpuUs: number;
-  /** Bytes the server wrote to stdout per request (maap: its request log and EMF documents). */
-  logBytes: number;
-}
+type Slice = Awaited<ReturnType<typeof slice>>;
 
 /** The command line of each server for case `c` (bare first), and the URL path its inference requests go to. */
 function servers(c: Case): { kind: 'bare' | 'maap'; args: string[]; path: string }[] {
@@ -313,6 +303,67 @@ async function measureInstructions(dir: string, cases: Case[]): Promise<void> {
   );
 }
 
+/**
+ * Where each process runs: both servers (every thread of theirs) on one core, the load generator (this process)
+ * on another. Left to the scheduler, the two servers landed on different cores in turn and swapped speeds for
+ * stretches of ten seconds (the heavy model's run is bound by memory: 1.6 ms on one placement, 2.4 ms on another),
+ * which no interleaving of slices evens out. Linux with taskset and two cores or more; otherwise unpinned.
+ */
+const SERVER_CPU = '1';
+const LOADER_CPU = '0';
+const pinning =
+  !process.argv.includes('--no-pin') &&
+  process.platform === 'linux' &&
+  availableParallelism() >= 2 &&
+  spawnSync('taskset', ['--all-tasks', '--cpu-list', '--pid', LOADER_CPU, String(process.pid)]).status === 0;
+
+/** Seconds of load each server gets before its slices are measured (V8 optimises the request path). */
+const WARM_UP_SECONDS = 3;
+
+/**
+ * Starts both servers for case `c`, warms each up, then loads them in turn, `slices` slices of `sliceSeconds`
+ * each, in the order bare maap, maap bare, bare maap...: slice i of one server is next to slice i of the other. A
+ * shared machine's slow and quiet phases last seconds; short slices side by side put both servers in the same phase
+ * far more often than runs of ten seconds one after the other. Returns each server's slices, and the bytes it
+ * wrote to stdout per request (its log, read once it has stopped).
+ */
+async function measureSlices(dir: string, c: Case) {
+  const started: { kind: 'bare' | 'maap'; child: ChildProcess; url: string; logFile: string }[] = [];
+  const measured: Record<'bare' | 'maap', Slice[]> = { bare: [], maap: [] };
+  const logBytes = { bare: 0, maap: 0 };
+  let warmUp = { bare: 0, maap: 0 };
+  try {
+    for (const server of servers(c)) {
+      const logFile = join(dir, `${c.label}-${server.kind}.log`);
+      const { child, url } = await startChild(server.args, logFile);
+      started.push({ kind: server.kind, child, url: `${url}${server.path}`, logFile });
+    }
+    warmUp = { bare: 0, maap: 0 };
+    for (const s of started)
+      warmUp[s.kind] = (await slice(s.url, c.body, s.child.pid, WARM_UP_SECONDS)).requests;
+    for (let i = 0; i < slices; i++) {
+      const order = i % 2 === 0 ? started : [...started].reverse();
+      for (const s of order) {
+        const r = await slice(s.url, c.body, s.child.pid, sliceSeconds);
+        measured[s.kind].push(r);
+        if (verbose) {
+          console.log(
+            `  slice ${i + 1} ${c.label} ${s.kind}: ${r.rps.toFixed(0)} req/s, ${((r.cpuMs * 1000) / r.requests).toFixed(1)} µs CPU/req`,
+          );
+        }
+      }
+    }
+  } finally {
+    for (const s of started) await stopChild(s.child);
+  }
+  // After the servers exited: their last lines (flushed at shutdown) are in the files.
+  for (const s of started) {
+    const requests = measured[s.kind].reduce((sum, r) => sum + r.requests, warmUp[s.kind]);
+    logBytes[s.kind] = requests > 0 ? (await stat(s.logFile)).size / requests : 0;
+  }
+  return { ...measured, logBytes };
+}
+
 async function main() {
   const dir = await mkdtemp(join(tmpdir(), 'maap-bench-serve-'));
   try {
@@ -327,63 +378,44 @@ async function main() {
     }
     const verdicts: string[] = [];
     console.log(
-      `autocannon: ${connections} connections, ${seconds} s per run (after 2 s warm-up), ${rounds} rounds alternating\n`,
+      `autocannon: ${connections} connections; both servers running side by side, loaded in turn: ${slices} slices of ${sliceSeconds} s each (after ${WARM_UP_SECONDS} s of warm-up each), in the order bare maap maap bare bare maap ...\n`,
     );
     console.log(
       `${'model'.padEnd(8)}${'run ms'.padStart(8)}${'server'.padStart(8)}${'req/s'.padStart(9)}${'p50 ms'.padStart(8)}${'p99 ms'.padStart(8)}${'ratio'.padStart(8)}${'CPU µs/req'.padStart(12)}${'log B/req'.padStart(11)}`,
     );
     for (const c of cases) {
-      const none: Figures = { rps: 0, p50: 0, p99: 0, cpuUs: Number.NaN, logBytes: 0 };
-      const best = { maap: none, bare: none };
-      // Each round's maap/bare ratio: both measured back to back, so a slow phase of the machine hits both; the
-      // order alternates (bare first in odd rounds, maap first in even ones), so that a machine getting faster or
-      // slower through the run favours neither.
-      const paired: number[] = [];
-      for (let round = 0; round < rounds; round++) {
-        const rps = { bare: 0, maap: 0 };
-        const order = round % 2 === 0 ? servers(c) : servers(c).reverse();
-        for (const server of order) {
-          const kind = server.kind;
-          const logFile = join(dir, `${c.label}-${kind}-${round}.log`);
-          const { child, url } = await startChild(server.args, logFile);
-          let r: Awaited<ReturnType<typeof load>> | undefined;
-          try {
-            r = await load(`${url}${server.path}`, c.body, child.pid);
-          } finally {
-            await stopChild(child);
-          }
-          // After the server exited: its last lines (flushed at shutdown) are in the file.
-          const logBytes = (await stat(logFile)).size / r.requests;
-          if (verbose) {
-            console.log(
-              `  round ${round + 1} ${c.label} ${kind}: ${r.rps.toFixed(0)} req/s, ${r.cpuUs.toFixed(1)} µs CPU/req`,
-            );
-          }
-          if (r.rps > best[kind].rps) best[kind] = { ...r, logBytes };
-          rps[kind] = r.rps;
-        }
-        paired.push(rps.maap / rps.bare);
-      }
-      const median = quantile(paired, 0.5);
+      const measured = await measureSlices(dir, c);
+      // Slice i of maap against slice i of bare: loaded one right after the other, so that a slow phase of the
+      // machine (they last seconds) falls on both; the order turns every pair (bare first, then maap first), so that
+      // a machine getting faster or slower favours neither.
+      const paired = measured.maap.map((m, i) => m.rps / (measured.bare[i] as Slice).rps);
+      const ratioMedian = quantile(paired, 0.5);
       const goal = GOALS[c.label as keyof typeof GOALS];
       verdicts.push(
-        `${c.label}: median ${median.toFixed(2)}x of ${paired.length} rounds (${paired.map((x) => `${x.toFixed(2)}x`).join(', ')}), goal ≥ ${goal}: ${median >= goal ? 'met' : 'NOT met'}`,
+        `${c.label}: median ${ratioMedian.toFixed(3)}x of ${paired.length} pairs (quartiles ${quantile(paired, 0.25).toFixed(2)}x–${quantile(paired, 0.75).toFixed(2)}x), goal ≥ ${goal}: ${ratioMedian >= goal ? 'met' : 'NOT met'}`,
       );
       for (const kind of ['bare', 'maap'] as const) {
-        const r = best[kind];
-        const ratio = kind === 'maap' ? `${(r.rps / best.bare.rps).toFixed(2)}x` : '1.00x';
+        const runs = measured[kind];
+        const requests = runs.reduce((sum, r) => sum + r.requests, 0);
+        const cpuUs = (runs.reduce((sum, r) => sum + r.cpuMs, 0) * 1000) / requests;
+        const ratio = kind === 'maap' ? `${ratioMedian.toFixed(2)}x` : '1.00x';
+        const median = (pick: (r: Slice) => number) => quantile(runs.map(pick), 0.5);
         console.log(
-          `${c.label.padEnd(8)}${c.runMs.toFixed(3).padStart(8)}${kind.padStart(8)}${r.rps.toFixed(0).padStart(9)}${String(r.p50).padStart(8)}${String(r.p99).padStart(8)}${ratio.padStart(8)}${r.cpuUs.toFixed(1).padStart(12)}${r.logBytes.toFixed(0).padStart(11)}`,
+          `${c.label.padEnd(8)}${c.runMs.toFixed(3).padStart(8)}${kind.padStart(8)}${median((r) => r.rps)
+            .toFixed(0)
+            .padStart(
+              9,
+            )}${String(median((r) => r.p50)).padStart(8)}${String(median((r) => r.p99)).padStart(8)}${ratio.padStart(8)}${cpuUs.toFixed(1).padStart(12)}${measured.logBytes[kind].toFixed(0).padStart(11)}`,
         );
       }
     }
-    console.log(`\nratio of each round (maap and bare back to back):\n  ${verdicts.join('\n  ')}`);
+    console.log(`\nmaap / bare, slice by slice:\n  ${verdicts.join('\n  ')}`);
     console.log(
-      '\nratio: maap serve throughput / bare node:http + session.run throughput (goal ≥ 0.85 small, ≥ 0.95 heavy),' +
-        "\nthe median of the rounds; the table shows each server's best round, whose ratio a lucky quiet window can" +
-        '\ntilt either way on a shared machine.' +
-        "\nrun ms: one session.run of the request batch, measured here; CPU µs/req: the server process's CPU time" +
-        '\nper request in that run (from /proc); log B/req: stdout bytes per request.',
+      '\nratio: maap serve throughput / bare node:http + session.run throughput (goal ≥ 0.85 small, ≥ 0.95 heavy):' +
+        '\nthe median, over the pairs of slices, of the ratio of the two slices of a pair (loaded one right after the' +
+        "\nother). req/s, p50 and p99: the median of each server's slices; CPU µs/req: the server process's CPU time" +
+        '\nper request over its slices (from /proc); log B/req: stdout bytes per request; run ms: one session.run' +
+        '\nof the request batch, measured here.',
     );
   } finally {
     await rm(dir, { recursive: true, force: true });
