@@ -168,11 +168,6 @@ function fillData(tensor: TensorJson, total: number, target: FillTarget, where: 
   }
   const arrays: (readonly unknown[])[] = new Array(rank);
   const next: number[] = new Array(rank).fill(0);
-  const path = (level: number): string => {
-    let s = 'data';
-    for (let k = 0; k < level; k++) s += `[${(next[k] as number) - 1}]`;
-    return s;
-  };
   arrays[0] = data;
   let level = 0;
   let offset = 0;
@@ -180,7 +175,8 @@ function fillData(tensor: TensorJson, total: number, target: FillTarget, where: 
     const arr = arrays[level] as readonly unknown[];
     if (level === rank - 1) {
       const bad = fillRun(target, arr, offset);
-      if (bad >= 0) fail(`${where}: ${path(level)}[${bad}] ${describeBadElement(arr[bad], target.info)}`);
+      if (bad >= 0)
+        fail(`${where}: ${pathAt(next, level)}[${bad}] ${describeBadElement(arr[bad], target.info)}`);
       offset += arr.length;
       level--;
       continue;
@@ -195,11 +191,11 @@ function fillData(tensor: TensorJson, total: number, target: FillTarget, where: 
     const want = shape[level + 1] as number;
     if (!Array.isArray(child)) {
       fail(
-        `${where}: ${path(level + 1)} should be an array of ${want} (shape ${fmtShape(shape)} nests ${rank} levels)`,
+        `${where}: ${pathAt(next, level + 1)} should be an array of ${want} (shape ${fmtShape(shape)} nests ${rank} levels)`,
       );
     } else if (child.length !== want) {
       fail(
-        `${where}: ${path(level + 1)} has ${plural(child.length, 'element')} but dimension ${level + 1} of shape ${fmtShape(shape)} is ${want}`,
+        `${where}: ${pathAt(next, level + 1)} has ${plural(child.length, 'element')} but dimension ${level + 1} of shape ${fmtShape(shape)} is ${want}`,
       );
     }
     arrays[level + 1] = child as readonly unknown[];
@@ -274,4 +270,11 @@ function encode64(src: BigInt64Array | BigUint64Array, signed: boolean, out: (nu
     out[i] = String(src[i]);
   }
   return out;
+}
+
+/** Where the nested walk is (`data[1][0]`): `next` holds, per level, the index after the one being read. */
+function pathAt(next: readonly number[], level: number): string {
+  let s = 'data';
+  for (let k = 0; k < level; k++) s += `[${(next[k] as number) - 1}]`;
+  return s;
 }

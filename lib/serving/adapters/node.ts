@@ -57,33 +57,23 @@ export function nodeListener(
   const closing = options.closeConnection ?? never;
   const drainBytes = options.drainBytes ?? DRAIN_BYTES;
   const serve = (req: IncomingMessage, res: ServerResponse): void => {
-    const source = new NodeRequestSource(req, drainBytes, closing);
+    const exchange = new NodeExchange(req, res, new NodeRequestSource(req, drainBytes, closing), closing);
     let answer: Response | Promise<Response>;
-    const failed = (err: unknown): void => {
-      const unread = source.leavesUnreadBody(); // first: it starts dropping what is left of the body
-      const close = closing() || unread;
-      if (close && source.rest !== undefined) source.rest.then(() => fail(res, err, close));
-      else fail(res, err, close);
-    };
     try {
-      answer = fetch(new LiteRequest(req.method ?? 'GET', targetOf(req), source).asRequest(), source);
+      answer = fetch(
+        new LiteRequest(req.method ?? 'GET', targetOf(req), exchange.source).asRequest(),
+        exchange.source,
+      );
     } catch (err) {
-      failed(err);
+      exchange.failed(err);
       return;
     }
-    const done = (a: Response | PlainResponse): void => {
-      if (!(a instanceof PlainResponse)) {
-        plainAnswer(a).then(done, failed);
-        return;
-      }
-      try {
-        send(req, res, source, a, closing());
-      } catch (err) {
-        failed(err); // writeHead refused a header or status the app made
-      }
-    };
-    if (answer instanceof Promise) answer.then(done, failed);
-    else done(answer);
+    if (answer instanceof Promise) {
+      answer.then(
+        (a) => exchange.done(a),
+        (err) => exchange.failed(err),
+      );
+    } else exchange.done(answer);
   };
   // Requests waiting for their turn, per connection (see below).
   const waiting = new WeakMap<object, number>();
@@ -109,6 +99,43 @@ export function nodeListener(
       serve(req, res);
     });
   };
+}
+
+/**
+ * One request being answered: what writing its answer, or the last-resort answer to a fault, needs. Methods rather
+ * than closures made per request: a named closure is a new function object each time, and under tsx (how `maap
+ * serve` runs) each also gets its `name` defined on it, ~2% of a small model's request on the Node server.
+ */
+class NodeExchange {
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly source: NodeRequestSource,
+    readonly closing: () => boolean,
+  ) {}
+
+  done(a: Response | PlainResponse): void {
+    if (!(a instanceof PlainResponse)) {
+      plainAnswer(a).then(
+        (plain) => this.done(plain),
+        (err) => this.failed(err),
+      );
+      return;
+    }
+    try {
+      send(this.req, this.res, this.source, a, this.closing());
+    } catch (err) {
+      this.failed(err); // writeHead refused a header or status the app made
+    }
+  }
+
+  failed(err: unknown): void {
+    const source = this.source;
+    const unread = source.leavesUnreadBody(); // first: it starts dropping what is left of the body
+    const close = this.closing() || unread;
+    if (close && source.rest !== undefined) source.rest.then(() => fail(this.res, err, close));
+    else fail(this.res, err, close);
+  }
 }
 
 /** Requests one connection may have waiting behind the one being answered. */
