@@ -11,7 +11,7 @@
  * process start where faults are slow. Goal: the Lambda bundle at most 1.3x the bare script, on the median of the
  * pairs' ratios (each pair measured in one phase of a shared machine).
  *
- *   npm run bench:cold-start [-- --runs 20] [-- --mb 50] [-- --no-build] [-- --instructions] [-- --node <path>]
+ *   npm run bench:cold-start [-- --runs 21] [-- --mb 50] [-- --no-build] [-- --instructions] [-- --node <path>]
  *                            [-- --s3-latency <ms>]
  *
  * `--mb N` serves a Gather model of about N MB instead of the tiny MLP, where loading the weights dominates.
@@ -43,7 +43,7 @@ const arg = (name: string): string | undefined => {
   const i = process.argv.indexOf(name);
   return i > 0 ? process.argv[i + 1] : undefined;
 };
-const RUNS = Math.min(100, Math.max(1, Number(arg('--runs') ?? 20)));
+const RUNS = Math.min(100, Math.max(1, Number(arg('--runs') ?? 21)));
 const MODEL_MB = Number(arg('--mb') ?? 0);
 const REBUILD = !process.argv.includes('--no-build');
 /** The `node` both sides run on. */

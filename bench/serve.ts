@@ -3,9 +3,10 @@
  * node:http server that calls `session.run` on the same model (bench/bare-server.ts), measured in the same
  * run, on a small model (run ≪ 1 ms) and on a model whose run takes more than 1 ms.
  * Both servers run in their own process with the same onnxruntime options (maap's `sessionOptions`, one intra-op
- * thread: the load generator needs the other core of a 2-core machine), side by side, and are loaded in turn in
- * short slices (bare maap, maap bare, bare maap...). Each pair of slices gives a ratio; the median of those ratios is
- * the figure held against the goal. A shared machine's slow and quiet phases last seconds: slices of a second put
+ * thread: the load generator needs the other core of a 2-core machine), side by side, pinned to one core (the load
+ * generator to another, see `pinning`), and are loaded in turn in short slices (bare maap, maap bare, bare maap...),
+ * in a few sessions of fresh processes. Each pair of slices gives a ratio; the median of those ratios is the figure
+ * held against the goal. A shared machine's slow and quiet phases last seconds: slices of a second put
  * both servers in the same phase far more often than long runs one after the other (which gave rounds from 0.4x to
  * 1.3x in one run). Loopback only; every run is bounded in time. Besides requests/s and latency, each server's CPU
  * time per request is read from /proc (Linux): the cost the ratio comes from.
@@ -13,11 +14,13 @@
  * `--instructions` measures instead, once per server under valgrind's callgrind, the instructions each executes
  * per request once warmed up: far steadier than times on a shared machine (see instructions.ts).
  *
- *   npm run bench:serve [-- --slices 30 --slice-seconds 1 --connections 8 --model small|heavy --verbose --instructions]
+ *   npm run bench:serve [-- --slices 33 --restarts 3 --slice-seconds 1 --connections 8 --model small|heavy --no-pin
+ *                        --verbose --instructions]
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
@@ -40,9 +43,10 @@ const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? Number(process.argv[i + 1]) : fallback;
 };
-const sliceSeconds = arg('slice-seconds', 1);
+const sliceSeconds = Math.max(1, Math.round(arg('slice-seconds', 1)));
 const connections = arg('connections', 8);
-const slices = arg('slices', 30);
+const slices = arg('slices', 33);
+const restarts = Math.max(1, Math.min(slices, arg('restarts', 3)));
 /** The throughput each model's maap serve must reach, as a share of the bare server's. */
 const GOALS = { small: 0.85, heavy: 0.95 } as const;
 const only = process.argv.includes('--model') ? process.argv[process.argv.indexOf('--model') + 1] : undefined;
@@ -137,7 +141,7 @@ async function startChild(
   const { command, args: argv } = callgrind
     ? callgrindCommand(node.command, node.args, callgrind, false)
     : pinning
-      ? { command: 'taskset', args: ['--cpu-list', SERVER_CPU, node.command, ...node.args] }
+      ? { command: 'taskset', args: ['--cpu-list', SERVER_CPU as string, node.command, ...node.args] }
       : node;
   const startTimeoutMs = callgrind ? 300_000 : 30_000;
   const child = spawn(command, argv, {
@@ -205,7 +209,8 @@ async function slice(url: string, body: string, pid: number | undefined, duratio
   if (result.non2xx > 0 || result.errors > 0)
     throw new Error(`${url}: ${result.non2xx} non-2xx, ${result.errors} errors`);
   return {
-    rps: result.requests.total / duration,
+    // autocannon stops on its own one-second ticks: divided by the time it actually ran, not the one asked for.
+    rps: result.requests.total / result.duration,
     p50: result.latency.p50,
     p99: result.latency.p99,
     cpuMs: cpuBefore === undefined || cpuAfter === undefined ? Number.NaN : cpuAfter - cpuBefore,
@@ -307,61 +312,115 @@ async function measureInstructions(dir: string, cases: Case[]): Promise<void> {
  * Where each process runs: both servers (every thread of theirs) on one core, the load generator (this process)
  * on another. Left to the scheduler, the two servers landed on different cores in turn and swapped speeds for
  * stretches of ten seconds (the heavy model's run is bound by memory: 1.6 ms on one placement, 2.4 ms on another),
- * which no interleaving of slices evens out. Linux with taskset and two cores or more; otherwise unpinned.
+ * which no interleaving of slices evens out. Needs Linux, taskset and two allowed CPUs on different physical cores
+ * (hyperthreads of one core share its units): the first allowed CPU takes the load generator, the next one outside
+ * its core the servers. Otherwise, with `--no-pin`, and under `--instructions` (callgrind counts, it does not time),
+ * nothing is pinned, and the first line printed says so.
  */
-const SERVER_CPU = '1';
-const LOADER_CPU = '0';
+const [LOADER_CPU, SERVER_CPU] =
+  process.argv.includes('--no-pin') || instructions ? [] : cpusOnTwoCores(allowedCpus());
 const pinning =
-  !process.argv.includes('--no-pin') &&
-  process.platform === 'linux' &&
-  availableParallelism() >= 2 &&
+  LOADER_CPU !== undefined &&
+  SERVER_CPU !== undefined &&
   spawnSync('taskset', ['--all-tasks', '--cpu-list', '--pid', LOADER_CPU, String(process.pid)]).status === 0;
+
+/** The CPUs this process may run on (taskset's list, ranges expanded), or none where taskset is missing. */
+function allowedCpus(): string[] {
+  if (process.platform !== 'linux') return [];
+  const out = spawnSync('taskset', ['--cpu-list', '--pid', String(process.pid)], { encoding: 'utf8' });
+  const list = out.status === 0 ? /:\s*([\d,-]+)\s*$/.exec(out.stdout)?.[1] : undefined;
+  return list === undefined ? [] : expandCpuList(list);
+}
+
+/** `0-2,5` → 0, 1, 2, 5. */
+function expandCpuList(list: string): string[] {
+  return list.split(',').flatMap((part) => {
+    const [from, to = from] = part.split('-').map(Number) as [number, number?];
+    return Array.from({ length: (to as number) - from + 1 }, (_, i) => String(from + i));
+  });
+}
+
+/** The first of `cpus` and the next one not a hyperthread of the same core, or none. */
+function cpusOnTwoCores(cpus: string[]): string[] {
+  const [first] = cpus;
+  if (first === undefined) return [];
+  let siblings = [first];
+  try {
+    siblings = expandCpuList(
+      readFileSync(`/sys/devices/system/cpu/cpu${first}/topology/thread_siblings_list`, 'utf8').trim(),
+    );
+  } catch {
+    // no topology in sysfs: take every CPU as its own core
+  }
+  const other = cpus.find((cpu) => !siblings.includes(cpu));
+  return other === undefined ? [] : [first, other];
+}
 
 /** Seconds of load each server gets before its slices are measured (V8 optimises the request path). */
 const WARM_UP_SECONDS = 3;
 
 /**
- * Starts both servers for case `c`, warms each up, then loads them in turn, `slices` slices of `sliceSeconds`
- * each, in the order bare maap, maap bare, bare maap...: slice i of one server is next to slice i of the other. A
- * shared machine's slow and quiet phases last seconds; short slices side by side put both servers in the same phase
- * far more often than runs of ten seconds one after the other. Returns each server's slices, and the bytes it
- * wrote to stdout per request (its log, read once it has stopped).
+ * Measures case `c` in `restarts` sessions: each starts both servers afresh, warms each up, then loads them in
+ * turn, `slices / restarts` slices of `sliceSeconds` each, in the order bare maap, maap bare, bare maap...: slice i of
+ * one server is next to slice i of the other. A shared machine's slow and quiet phases last seconds; short slices
+ * side by side put both servers in the same phase far more often than runs of ten seconds one after the other.
+ * Fresh processes per session, so that what a process keeps for its life (how its memory was laid out) is not one
+ * draw shared by every pair. Returns each server's slices, its CPU time per request over its measured slices (read
+ * from just before its first to a moment after its last, so that work it does after a slice, a log flush or GC, is
+ * counted), and the bytes it wrote to stdout per request (its log, read once it has stopped).
  */
 async function measureSlices(dir: string, c: Case) {
-  const started: { kind: 'bare' | 'maap'; child: ChildProcess; url: string; logFile: string }[] = [];
   const measured: Record<'bare' | 'maap', Slice[]> = { bare: [], maap: [] };
-  const logBytes = { bare: 0, maap: 0 };
-  let warmUp = { bare: 0, maap: 0 };
-  try {
-    for (const server of servers(c)) {
-      const logFile = join(dir, `${c.label}-${server.kind}.log`);
-      const { child, url } = await startChild(server.args, logFile);
-      started.push({ kind: server.kind, child, url: `${url}${server.path}`, logFile });
-    }
-    warmUp = { bare: 0, maap: 0 };
-    for (const s of started)
-      warmUp[s.kind] = (await slice(s.url, c.body, s.child.pid, WARM_UP_SECONDS)).requests;
-    for (let i = 0; i < slices; i++) {
-      const order = i % 2 === 0 ? started : [...started].reverse();
-      for (const s of order) {
-        const r = await slice(s.url, c.body, s.child.pid, sliceSeconds);
-        measured[s.kind].push(r);
-        if (verbose) {
-          console.log(
-            `  slice ${i + 1} ${c.label} ${s.kind}: ${r.rps.toFixed(0)} req/s, ${((r.cpuMs * 1000) / r.requests).toFixed(1)} µs CPU/req`,
-          );
+  const cpu = { bare: { ms: 0, requests: 0 }, maap: { ms: 0, requests: 0 } };
+  const log = { bare: { bytes: 0, requests: 0 }, maap: { bytes: 0, requests: 0 } };
+  const perSession = Math.ceil(slices / restarts);
+  for (let session = 0; session < restarts; session++) {
+    const started: { kind: 'bare' | 'maap'; child: ChildProcess; url: string; logFile: string }[] = [];
+    const requests = { bare: 0, maap: 0 };
+    try {
+      // The server started second may find memory laid out differently: each session turns the order.
+      const order = session % 2 === 0 ? servers(c) : servers(c).reverse();
+      for (const server of order) {
+        const logFile = join(dir, `${c.label}-${server.kind}-${session}.log`);
+        const { child, url } = await startChild(server.args, logFile);
+        started.push({ kind: server.kind, child, url: `${url}${server.path}`, logFile });
+      }
+      for (const s of started)
+        requests[s.kind] += (await slice(s.url, c.body, s.child.pid, WARM_UP_SECONDS)).requests;
+      const cpuBefore = { bare: 0, maap: 0 };
+      for (const s of started) cpuBefore[s.kind] = (await cpuMs(s.child.pid)) ?? Number.NaN;
+      const bareFirst = started[0]?.kind === 'bare' ? started : [...started].reverse();
+      for (let i = 0; i < perSession; i++) {
+        for (const s of i % 2 === 0 ? bareFirst : [...bareFirst].reverse()) {
+          const r = await slice(s.url, c.body, s.child.pid, sliceSeconds);
+          measured[s.kind].push(r);
+          requests[s.kind] += r.requests;
+          cpu[s.kind].requests += r.requests;
+          if (verbose) {
+            console.log(
+              `  session ${session + 1} slice ${i + 1} ${c.label} ${s.kind}: ${r.rps.toFixed(0)} req/s, ${((r.cpuMs * 1000) / r.requests).toFixed(1)} µs CPU/req`,
+            );
+          }
         }
       }
+      // What each server does after its last slice (a log flush within 50 ms, GC) counts too.
+      await new Promise((settle) => setTimeout(settle, 200));
+      for (const s of started)
+        cpu[s.kind].ms += ((await cpuMs(s.child.pid)) ?? Number.NaN) - cpuBefore[s.kind];
+    } finally {
+      for (const s of started) await stopChild(s.child);
     }
-  } finally {
-    for (const s of started) await stopChild(s.child);
+    // After the servers exited: their last lines (flushed at shutdown) are in the files.
+    for (const s of started) {
+      log[s.kind].bytes += (await stat(s.logFile)).size;
+      log[s.kind].requests += requests[s.kind];
+    }
   }
-  // After the servers exited: their last lines (flushed at shutdown) are in the files.
-  for (const s of started) {
-    const requests = measured[s.kind].reduce((sum, r) => sum + r.requests, warmUp[s.kind]);
-    logBytes[s.kind] = requests > 0 ? (await stat(s.logFile)).size / requests : 0;
-  }
-  return { ...measured, logBytes };
+  const perRequest = (kind: 'bare' | 'maap') => ({
+    cpuUs: (cpu[kind].ms * 1000) / cpu[kind].requests,
+    logBytes: log[kind].requests > 0 ? log[kind].bytes / log[kind].requests : 0,
+  });
+  return { ...measured, bareCost: perRequest('bare'), maapCost: perRequest('maap') };
 }
 
 async function main() {
@@ -378,7 +437,7 @@ async function main() {
     }
     const verdicts: string[] = [];
     console.log(
-      `autocannon: ${connections} connections; both servers running side by side, loaded in turn: ${slices} slices of ${sliceSeconds} s each (after ${WARM_UP_SECONDS} s of warm-up each), in the order bare maap maap bare bare maap ...\n`,
+      `autocannon: ${connections} connections; both servers running side by side${pinning ? ` on CPU ${SERVER_CPU}, the load generator on CPU ${LOADER_CPU}` : ' (not pinned)'}, loaded in turn in ${restarts} sessions of fresh processes: ${Math.ceil(slices / restarts)} pairs of ${sliceSeconds}-second slices each (after ${WARM_UP_SECONDS} s of warm-up each), in the order bare maap, maap bare, bare maap...; each slice opens its connections anew\n`,
     );
     console.log(
       `${'model'.padEnd(8)}${'run ms'.padStart(8)}${'server'.padStart(8)}${'req/s'.padStart(9)}${'p50 ms'.padStart(8)}${'p99 ms'.padStart(8)}${'ratio'.padStart(8)}${'CPU µs/req'.padStart(12)}${'log B/req'.padStart(11)}`,
@@ -396,8 +455,7 @@ async function main() {
       );
       for (const kind of ['bare', 'maap'] as const) {
         const runs = measured[kind];
-        const requests = runs.reduce((sum, r) => sum + r.requests, 0);
-        const cpuUs = (runs.reduce((sum, r) => sum + r.cpuMs, 0) * 1000) / requests;
+        const { cpuUs, logBytes } = kind === 'bare' ? measured.bareCost : measured.maapCost;
         const ratio = kind === 'maap' ? `${ratioMedian.toFixed(2)}x` : '1.00x';
         const median = (pick: (r: Slice) => number) => quantile(runs.map(pick), 0.5);
         console.log(
@@ -405,7 +463,7 @@ async function main() {
             .toFixed(0)
             .padStart(
               9,
-            )}${String(median((r) => r.p50)).padStart(8)}${String(median((r) => r.p99)).padStart(8)}${ratio.padStart(8)}${cpuUs.toFixed(1).padStart(12)}${measured.logBytes[kind].toFixed(0).padStart(11)}`,
+            )}${String(median((r) => r.p50)).padStart(8)}${String(median((r) => r.p99)).padStart(8)}${ratio.padStart(8)}${cpuUs.toFixed(1).padStart(12)}${logBytes.toFixed(0).padStart(11)}`,
         );
       }
     }
@@ -413,9 +471,10 @@ async function main() {
     console.log(
       '\nratio: maap serve throughput / bare node:http + session.run throughput (goal ≥ 0.85 small, ≥ 0.95 heavy):' +
         '\nthe median, over the pairs of slices, of the ratio of the two slices of a pair (loaded one right after the' +
-        "\nother). req/s, p50 and p99: the median of each server's slices; CPU µs/req: the server process's CPU time" +
-        '\nper request over its slices (from /proc); log B/req: stdout bytes per request; run ms: one session.run' +
-        '\nof the request batch, measured here.',
+        '\nother), which need not equal the quotient of the two req/s columns. req/s, p50 and p99: the median of each' +
+        "\nserver's slices; CPU µs/req: the server process's CPU time per request from its first measured slice to" +
+        '\njust after its last (from /proc); log B/req: stdout bytes per request; run ms: one session.run of the' +
+        '\nrequest batch, measured here.',
     );
   } finally {
     await rm(dir, { recursive: true, force: true });
