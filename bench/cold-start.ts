@@ -6,9 +6,8 @@
  * the same native files as the layer), creates the session from the same model.onnx file and runs once.
  * Runs alternate, in pairs (bundle bare, bare bundle, ...); prints median and p90 of wall time (and of the process's
  * CPU time up to the answer, which other load on the machine disturbs less) and the ratios, and each side's minor
- * page faults up to the answer with
- * what one costs on this machine (measured in the same run): first touches of fresh memory are a large part of a
- * process start where faults are slow. Goal: the Lambda bundle at most 1.3x the bare script, on the median of the
+ * page faults up to the answer with what one costs on this machine (measured in the same run): first touches of
+ * fresh memory are a large part of a process start where faults are slow. Goal: the Lambda bundle at most 1.3x the bare script, on the median of the
  * pairs' ratios (each pair measured in one phase of a shared machine).
  *
  *   npm run bench:cold-start [-- --runs 21] [-- --mb 50] [-- --no-build] [-- --instructions] [-- --node <path>]
