@@ -394,6 +394,7 @@ describe('the buffered log output', () => {
     const records = [
       record({ requestId: 'a"b\\c', batchSize: 4, latencyMs: 0.123456 }),
       record({ status: 404, error: 'unknown model "modèle→✓"\n', model: undefined, operation: 'other' }),
+      record({ method: 'GET', path: '/v2/health/live', operation: 'health', batchSize: undefined }),
     ];
     for (const r of records) {
       fast.logRequest(r);
@@ -401,7 +402,7 @@ describe('the buffered log output', () => {
     }
     output.flush();
     const lines = out.text().trimEnd().split('\n');
-    expect(lines).toHaveLength(2);
+    expect(lines).toHaveLength(3);
     const withoutTime = (l: string) => l.replace(/"timestamp":"[^"]+"/, '"timestamp":"T"');
     expect(lines.map(withoutTime)).toEqual(viaPowertools.map(withoutTime));
     for (const line of lines) expect(new Date(JSON.parse(line).timestamp).getTime()).not.toBeNaN();
@@ -409,7 +410,7 @@ describe('the buffered log output', () => {
     fast.logger.appendKeys({ tenant: 'acme' });
     fast.logRequest(records[0] as RequestRecord);
     output.flush();
-    expect(JSON.parse(out.text().trimEnd().split('\n')[2] as string)).toMatchObject({
+    expect(JSON.parse(out.text().trimEnd().split('\n')[3] as string)).toMatchObject({
       tenant: 'acme',
       request_id: 'a"b\\c',
     });
