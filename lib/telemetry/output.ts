@@ -22,11 +22,21 @@ import type { SinkConsole } from './sink.ts';
 export interface LineOutput {
   /** Queues one complete line (a JSON document), without its newline. */
   write(line: string): void;
+  /**
+   * Queues one line that `encode` writes itself, as UTF-8 bytes, into `buffer` from `offset` (at most `most` bytes,
+   * without the newline), and returns where it ended; or -1 to queue nothing (the caller then writes the line as a
+   * string). False when nothing was queued. For a caller that makes many lines of a known shape: its bytes go
+   * straight into the queue, without a string built, flattened and encoded per line.
+   */
+  writeEncoded<T>(most: number, encode: LineEncoder<T>, arg: T): boolean;
   /** Writes every queued line now, in one write. */
   flush(): void;
   /** Flushes, then resolves once everything is written out (or after `timeoutMs`). */
   drain(timeoutMs?: number): Promise<void>;
 }
+
+/** Writes one line's bytes into `buffer` from `offset`; returns the offset after them, or -1 to write nothing. */
+export type LineEncoder<T> = (buffer: Buffer, offset: number, arg: T) => number;
 
 /** The stream a `LineOutput` writes to: process.stdout, or any Writable. */
 export interface LineStream {
@@ -89,6 +99,16 @@ export function bufferedLines(options: BufferedLinesOptions = {}): LineOutput {
     flush();
   };
   if (options.flushAtExit !== false) onExit(() => target.writeAtExit(take()));
+  /** Ends the line just queued up to `end`, then flushes if enough is queued, or makes sure a flush is due. */
+  const queued = (end: number): void => {
+    used = end;
+    buffer[used++] = 0x0a;
+    if (used >= maxBytes) flush();
+    else if (timer === undefined) {
+      timer = setTimeout(onTimer, maxDelayMs);
+      timer.unref();
+    }
+  };
 
   return {
     write(line) {
@@ -100,13 +120,17 @@ export function bufferedLines(options: BufferedLinesOptions = {}): LineOutput {
           return;
         }
       }
-      used += buffer.write(line, used);
-      buffer[used++] = 0x0a;
-      if (used >= maxBytes) flush();
-      else if (timer === undefined) {
-        timer = setTimeout(onTimer, maxDelayMs);
-        timer.unref();
-      }
+      queued(used + buffer.write(line, used));
+    },
+    writeEncoded(most, encode, arg) {
+      if (most + 1 > capacity) return false;
+      if (used + most + 1 > capacity) flush();
+      const end = encode(buffer, used, arg);
+      if (end < 0) return false; // what it wrote past `used` is overwritten by the next line
+      if (end > used + most)
+        throw new RangeError(`a line encoder wrote ${end - used} bytes, over its ${most}`);
+      queued(end);
+      return true;
     },
     flush,
     drain(timeoutMs = DRAIN_TIMEOUT_MS) {

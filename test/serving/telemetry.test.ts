@@ -5,11 +5,12 @@
  * log lines go out in batches, and nothing buffered is lost at shutdown or exit.
  */
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { Metrics } from '@aws-lambda-powertools/metrics';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createApp } from '../../lib/serving/app.ts';
 import { ModelSlot } from '../../lib/serving/host.ts';
 import { bufferedLines, type LineStream } from '../../lib/telemetry/output.ts';
@@ -414,6 +415,78 @@ describe('the buffered log output', () => {
       tenant: 'acme',
       request_id: 'a"b\\c',
     });
+  });
+
+  it('prints every kind of INFO line exactly as powertools does, as the kept parts change from line to line', () => {
+    const out = recorder();
+    const output = bufferedLines({ stream: out, flushAtExit: false });
+    const viaPowertools: string[] = [];
+    const fast = createRequestLog({ output });
+    const reference = createRequestLog({ sink: (l) => viaPowertools.push(l) });
+    const other = { name: 'fraud', version: '1.5.0-rc.1' };
+    const records = [
+      record({ requestId: randomUUID(), batchSize: 1, latencyMs: 0.0004 }),
+      record({ requestId: 'a'.repeat(128), batchSize: 64, latencyMs: 123456.78949 }),
+      record({ requestId: 'id:with/@=+._-', model: other, batchSize: 2, latencyMs: 1e-9 }),
+      record({ model: other, status: 404, path: '/v2/models/modèle→✓/infer', latencyMs: 7 }),
+      record({ model: undefined, operation: 'health', path: '/v2/health/live' }),
+      record({ requestId: 'é', method: 'GET', path: '/v2', operation: 'server-metadata' }),
+      record({ requestId: 'tab\there', status: 413, batchSize: undefined }),
+      record({ status: 400, error: 'bad "input" \u0000', batchSize: 3 }),
+      record({ requestId: randomUUID(), batchSize: 5 }),
+    ];
+    for (const r of records) {
+      fast.logRequest(r);
+      reference.logRequest(r);
+    }
+    output.flush();
+    const withoutTime = (l: string) => l.replace(/"timestamp":"[^"]+"/, '"timestamp":"T"');
+    expect(out.text().trimEnd().split('\n').map(withoutTime)).toEqual(viaPowertools.map(withoutTime));
+  });
+
+  it('stamps each line with the time it was logged at, to the millisecond', () => {
+    const out = recorder();
+    const output = bufferedLines({ stream: out, flushAtExit: false });
+    const log = createRequestLog({ output });
+    const times = [
+      Date.UTC(2026, 0, 2, 3, 4, 5, 6),
+      Date.UTC(2026, 0, 2, 3, 4, 5, 6),
+      Date.UTC(2027, 5, 6, 7, 8, 9, 999),
+    ];
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      for (const time of times) {
+        vi.setSystemTime(time);
+        log.logRequest(record({ batchSize: 1 }));
+      }
+    } finally {
+      vi.useRealTimers();
+    }
+    output.flush();
+    const stamps = out
+      .text()
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l).timestamp);
+    expect(stamps).toEqual(times.map((t) => new Date(t).toISOString()));
+  });
+
+  it('queues a line its encoder writes, and nothing of one it gives up on or that is too long', () => {
+    const out = recorder();
+    const output = bufferedLines({ stream: out, maxBytes: 100, flushAtExit: false });
+    const abc = (buf: Buffer, at: number, text: string) => at + buf.write(text, at);
+    expect(output.writeEncoded(10, abc, 'one')).toBe(true);
+    // An encoder that writes, then gives up: what it wrote is not queued.
+    const givesUp = (buf: Buffer, at: number) => {
+      abc(buf, at, 'half');
+      return -1;
+    };
+    expect(output.writeEncoded(10, givesUp, undefined)).toBe(false);
+    expect(output.writeEncoded(200 * 1024, abc, 'x')).toBe(false); // more than the queue holds
+    expect(() => output.writeEncoded(2, abc, 'three')).toThrow(/wrote 5 bytes, over its 2/);
+    output.write('two');
+    output.flush();
+    expect(out.text()).toBe('one\ntwo\n');
   });
 
   it('writes queued lines in order, in one write per flush', () => {
