@@ -421,9 +421,11 @@ describe('the buffered log output', () => {
     const out = recorder();
     const output = bufferedLines({ stream: out, flushAtExit: false });
     const viaPowertools: string[] = [];
-    const fast = createRequestLog({ output });
-    const reference = createRequestLog({ sink: (l) => viaPowertools.push(l) });
+    const fast = createRequestLog({ output, serviceName: 'prédicteur "α"' });
+    const reference = createRequestLog({ serviceName: 'prédicteur "α"', sink: (l) => viaPowertools.push(l) });
     const other = { name: 'fraud', version: '1.5.0-rc.1' };
+    // One model object whose version changes between lines: the line follows what it says, not which object it is.
+    const changing = { name: 'fraud', version: '2.0.0' };
     const records = [
       record({ requestId: randomUUID(), batchSize: 1, latencyMs: 0.0004 }),
       record({ requestId: 'a'.repeat(128), batchSize: 64, latencyMs: 123456.78949 }),
@@ -434,8 +436,12 @@ describe('the buffered log output', () => {
       record({ requestId: 'tab\there', status: 413, batchSize: undefined }),
       record({ status: 400, error: 'bad "input" \u0000', batchSize: 3 }),
       record({ requestId: randomUUID(), batchSize: 5 }),
+      record({ model: undefined, batchSize: 5 }),
+      record({ model: changing, batchSize: 4, latencyMs: -1.2345678901234567e-6 }),
+      record({ model: changing, batchSize: Number.MAX_SAFE_INTEGER, latencyMs: 1e21 }),
     ];
-    for (const r of records) {
+    for (const [i, r] of records.entries()) {
+      if (i === records.length - 1) changing.version = '2.0.1';
       fast.logRequest(r);
       reference.logRequest(r);
     }
@@ -449,6 +455,7 @@ describe('the buffered log output', () => {
     const output = bufferedLines({ stream: out, flushAtExit: false });
     const log = createRequestLog({ output });
     const times = [
+      0,
       Date.UTC(2026, 0, 2, 3, 4, 5, 6),
       Date.UTC(2026, 0, 2, 3, 4, 5, 6),
       Date.UTC(2027, 5, 6, 7, 8, 9, 999),
