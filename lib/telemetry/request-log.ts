@@ -121,21 +121,25 @@ class FastLine {
   readonly #base: string;
   /** NaN until the first line: any clock reading, 0 included, then makes the head. */
   #ms = Number.NaN;
-  #stamp = '';
-  /** The line up to its request id: `{"level":"INFO",...,"timestamp":"<stamp>",...,"request_id":"`. */
+  /** The line up to its request id: `{"level":"INFO",...,"timestamp":"<stamp>",...,"request_id":`. */
+  #headText = '';
+  /** `#headText` and the request id's opening quote. */
   #head: Buffer = Buffer.alloc(0);
   #method = '';
   #path = '';
   #status = 0;
   #methodJson = '""';
   #pathJson = '""';
-  /** `","method":...,"path":...,"status":...,"latency_ms":` */
+  /** `,"method":...,"path":...,"status":...,"latency_ms":` */
+  #callText = '';
+  /** The request id's closing quote and `#callText`. */
   #call: Buffer = Buffer.alloc(0);
   #operation = '';
   #hasModel = false;
   #name = '';
   #version = '';
   /** `,"operation":"...","model":...,"model_version":...` (the model when there is one). */
+  #tailText = '';
   #tail: Buffer = Buffer.alloc(0);
 
   constructor(logger: RequestLogger, printed: { service: string; samplingRate: number }) {
@@ -169,10 +173,8 @@ class FastLine {
     const now = Date.now();
     if (now !== this.#ms) {
       this.#ms = now;
-      this.#stamp = new Date(now).toISOString();
-      this.#head = Buffer.from(
-        `{"level":"INFO","message":"request","timestamp":"${this.#stamp}${this.#base},"request_id":"`,
-      );
+      this.#headText = `{"level":"INFO","message":"request","timestamp":"${new Date(now).toISOString()}${this.#base},"request_id":`;
+      this.#head = Buffer.from(`${this.#headText}"`);
     }
     if (r.method !== this.#method || r.path !== this.#path || r.status !== this.#status) {
       if (r.method !== this.#method) this.#methodJson = JSON.stringify(r.method);
@@ -180,9 +182,8 @@ class FastLine {
       this.#method = r.method;
       this.#path = r.path;
       this.#status = r.status;
-      this.#call = Buffer.from(
-        `","method":${this.#methodJson},"path":${this.#pathJson},"status":${r.status},"latency_ms":`,
-      );
+      this.#callText = `,"method":${this.#methodJson},"path":${this.#pathJson},"status":${r.status},"latency_ms":`;
+      this.#call = Buffer.from(`"${this.#callText}`);
     }
     const model = r.model;
     // By name and version, not by identity: a model unloaded is not kept alive here.
@@ -198,7 +199,8 @@ class FastLine {
       const named = model
         ? `,"model":${JSON.stringify(model.name)},"model_version":${JSON.stringify(model.version)}`
         : '';
-      this.#tail = Buffer.from(`,"operation":"${r.operation}"${named}`);
+      this.#tailText = `,"operation":"${r.operation}"${named}`;
+      this.#tail = Buffer.from(this.#tailText);
     }
     // A number prints in at most 25 characters (-0.0000012345678901234567, -1.2345678901234567e-300): 32 each.
     return this.#head.length + r.requestId.length + this.#call.length + 32 + this.#tail.length + 14 + 32 + 1;
@@ -230,11 +232,9 @@ class FastLine {
 
   /** `r`'s line as a string, after `prepare(r)`. */
   text(r: RequestRecord): string {
-    const str = JSON.stringify;
-    let line = `{"level":"INFO","message":"request","timestamp":"${this.#stamp}${this.#base},"request_id":${str(r.requestId)},"method":${this.#methodJson},"path":${this.#pathJson},"status":${r.status},"latency_ms":${roundLatency(r.latencyMs)},"operation":"${r.operation}"`;
-    if (r.model) line += `,"model":${str(r.model.name)},"model_version":${str(r.model.version)}`;
+    let line = `${this.#headText}${JSON.stringify(r.requestId)}${this.#callText}${roundLatency(r.latencyMs)}${this.#tailText}`;
     if (r.batchSize !== undefined) line += `,"batch_size":${r.batchSize}`;
-    if (r.error !== undefined) line += `,"error_message":${str(r.error)}`;
+    if (r.error !== undefined) line += `,"error_message":${JSON.stringify(r.error)}`;
     return `${line}}`;
   }
 }
